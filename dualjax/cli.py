@@ -28,7 +28,8 @@ def _available() -> dict[str, tuple[str, str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dualjax", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="dualjax", description="dualjax: SG / EMA / plain dynamics of non-contrastive SSL, checked by computation.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in _available().items():
         sub.add_parser(name, help=help_, add_help=False)
