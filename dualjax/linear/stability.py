@@ -1,0 +1,497 @@
+"""Prop 4.10 — Jacobian spectra and stability of the SG / EMA equilibria of the linear model.
+
+Continuous fields (Lemma 4.1, MATH.md §1): SG on z = (A, B),
+
+    dA/dt = −(BᵀR + λA),  dB/dt = −(RAᵀ + λB),  R = BAρ − Aτ,
+
+and EMA on (A, B, C) with R = BAρ − Cτ and dC/dt = k(A − C). Their Jacobians J are taken with
+``jax.jacfwd`` on the flattened parameters (checked against central differences).
+
+Symmetry. Both fields are equivariant under (A, B, C) ↦ (QA, QBQᵀ, QC), Q ∈ O(n), so each
+equilibrium lies on an orbit whose tangent space T = {(ΩA, ΩB − BΩ, ΩC) : Ωᵀ = −Ω} sits in ker J.
+At rank A = r, dim T = nr − r(r+1)/2 (MATH.md §4–5). In a basis [T, N] with N ⟂ T,
+J = [[0, TᵀJN], [0, NᵀJN]], so the spectrum is {0}^{dim T} ∪ spec(NᵀJN): the *transversal*
+spectrum spec(NᵀJN) decides stability of the orbit as a set:
+
+* ``stable``     — every transversal eigenvalue has Re < −tol (the component 𝓔_k attracts);
+* ``saddle``     — some have Re > tol (``n_unstable`` of them);
+* ``degenerate`` — none unstable but some |Re| ≤ tol (linearisation inconclusive).
+
+Reduction (:func:`analyze`, ``method="reduced"``). Rotate so that A = [W; 0] (W ∈ ℝ^{r×m}); then
+B = [[B₁₁, 0], [0, 0]] and the stabiliser O(n − r) splits the tangent space into isotypic parts:
+(A₁, B₁₁, C₁) (invariant), (n − r) identical copies of (A₂-row, B₁₂-column, B₂₁-row, C₂-row)
+(standard representation), and the (n − r)² entries of B₂₂, on which J = −λ exactly. So
+
+    spec J = spec J_inv ∪ (n − r) × spec J_std ∪ (n − r)² × {−λ},
+
+with J_inv, J_std read off the Jacobian of the (r+1)-dimensional model. n = 64, m = 8 (4,608 SG
+parameters) then costs a 128×128 and a 24×24 eigenproblem instead of a 4,608×4,608 one; the dense
+method is kept and the two are checked against each other.
+
+Discrete time. SG: z⁺ = z + η v(z) has Jacobian I + ηJ, stable (transversally) iff
+η < η_max = min_{μ ≠ 0} 2|Re μ|/|μ|². EMA: the map (A, B, C) ↦ (A⁺, B⁺, αC + (1 − α)A⁺) has the
+Jacobian T of MATH.md §5, computed here by ``jacfwd`` of the map itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from dualjax import checks
+from dualjax.linear import equilibria as eqm
+from dualjax.linear import model
+
+STABLE, SADDLE, DEGENERATE = "stable", "saddle", "degenerate"
+
+
+def _x64(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def orbit_dimension(n: int, r: int) -> int:
+    """dim of the O(n)-orbit of a rank-r equilibrium: nr − r(r+1)/2 (stabiliser O(n − r))."""
+    return n * r - r * (r + 1) // 2
+
+
+# --------------------------------------------------------------------------- Jacobians
+
+def _moms(mom):
+    return jnp.asarray(mom.rho, jnp.float64), jnp.asarray(mom.tau, jnp.float64)
+
+
+@jax.jit
+def _sg_jac(A, B, rho, tau, lam):
+    z, unravel = ravel_pytree((A, B))
+
+    def v(z):
+        A_, B_ = unravel(z)
+        dA, dB = model.sg_field(A_, B_, model.Moments(rho, tau, rho), lam)
+        return ravel_pytree((dA, dB))[0]
+
+    return jax.jacfwd(v)(z)
+
+
+@jax.jit
+def _ema_jac(A, B, C, rho, tau, lam, k):
+    z, unravel = ravel_pytree((A, B, C))
+
+    def v(z):
+        A_, B_, C_ = unravel(z)
+        return ravel_pytree(model.ema_field(A_, B_, C_, model.Moments(rho, tau, rho), lam, k))[0]
+
+    return jax.jacfwd(v)(z)
+
+
+@jax.jit
+def _ema_map_jac(A, B, C, rho, tau, lam, eta, alpha):
+    z, unravel = ravel_pytree((A, B, C))
+
+    def step(z):
+        A_, B_, C_ = unravel(z)
+        dA, dB, _ = model.ema_field(A_, B_, C_, model.Moments(rho, tau, rho), lam, 0.0)
+        A1 = A_ + eta * dA
+        return ravel_pytree((A1, B_ + eta * dB, alpha * C_ + (1 - alpha) * A1))[0]
+
+    return jax.jacfwd(step)(z)
+
+
+@_x64
+def sg_jacobian(A, B, mom, lam) -> np.ndarray:
+    """J = ∂(dA/dt, dB/dt)/∂(A, B) of the SG flow (``jax.jacfwd``), on vec(A) ⊕ vec(B) (row-major)."""
+    return np.asarray(_sg_jac(jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64), *_moms(mom), lam))
+
+
+@_x64
+def ema_jacobian(A, B, C, mom, lam, k) -> np.ndarray:
+    """Jacobian of the continuous EMA system on vec(A) ⊕ vec(B) ⊕ vec(C), with dC/dt = k(A − C)."""
+    return np.asarray(_ema_jac(jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64), jnp.asarray(C, jnp.float64),
+                               *_moms(mom), lam, k))
+
+
+@_x64
+def ema_map_jacobian(A, B, C, mom, lam, eta, alpha) -> np.ndarray:
+    """Jacobian T of the discrete EMA map (A, B, C) ↦ (A⁺, B⁺, αC + (1 − α)A⁺) (MATH.md §5)."""
+    return np.asarray(_ema_map_jac(jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64),
+                                   jnp.asarray(C, jnp.float64), *_moms(mom), lam, eta, alpha))
+
+
+def finite_difference_jacobian(fun, z, eps: float = 1e-6) -> np.ndarray:
+    """Central differences (f(z + εe_j) − f(z − εe_j)) / 2ε, column by column (for checking jacfwd)."""
+    z = np.asarray(z, float)
+    cols = []
+    for j in range(z.size):
+        e = np.zeros_like(z)
+        e[j] = eps
+        cols.append((np.asarray(fun(z + e)) - np.asarray(fun(z - e))) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+def flat_sg_field(mom, lam, n: int, m: int):
+    """z ↦ vec of the SG field at (A, B) = unravel(z) (float64 numpy in and out)."""
+
+    def f(z):
+        with jax.enable_x64(True):
+            A = jnp.asarray(z[: n * m]).reshape(n, m)
+            B = jnp.asarray(z[n * m:]).reshape(n, n)
+            dA, dB = model.sg_field(A, B, model.Moments(*_moms(mom), jnp.asarray(mom.rho)), lam)
+            return np.concatenate([np.asarray(dA).ravel(), np.asarray(dB).ravel()])
+
+    return f
+
+
+# --------------------------------------------------------------------------- the orbit tangent space
+
+def orbit_generators(A, B, C=None, *, exhaustive: bool = False, tol: float = 1e-9) -> np.ndarray:
+    """Tangent vectors (ΩA, ΩB − BΩ[, ΩC]) of the O(n)-orbit, one column per generator Ω.
+
+    ``exhaustive``: all n(n−1)/2 elementary skew generators. Otherwise only Ω = Q(e_i e_jᵀ − e_j e_iᵀ)Qᵀ
+    with i < r, i < j, where Q = [U_r, U_⊥] from the SVD of A: the others (i, j ≥ r) fix the point
+    (they rotate ker Aᵀ, where A, B, C vanish at an equilibrium), so this is a basis of T with
+    exactly nr − r(r+1)/2 columns.
+    """
+    A = np.asarray(A, float)
+    B = np.asarray(B, float)
+    n = A.shape[0]
+    if exhaustive:
+        Q, pairs = np.eye(n), [(i, j) for i in range(n) for j in range(i + 1, n)]
+    else:
+        U, s, _ = np.linalg.svd(A, full_matrices=True)
+        r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
+        Q, pairs = U, [(i, j) for i in range(r) for j in range(i + 1, n)]
+    cols = []
+    for i, j in pairs:
+        qi, qj = Q[:, i:i + 1], Q[:, j:j + 1]
+        Om = qi @ qj.T - qj @ qi.T
+        parts = [Om @ A, Om @ B - B @ Om] + ([Om @ np.asarray(C, float)] if C is not None else [])
+        cols.append(np.concatenate([p.ravel() for p in parts]))
+    size = A.size + B.size + (np.asarray(C).size if C is not None else 0)
+    return np.stack(cols, axis=1) if cols else np.zeros((size, 0))
+
+
+def orbit_tangent(A, B, C=None, *, exhaustive: bool = False, tol: float = 1e-9) -> np.ndarray:
+    """Orthonormal basis (P × dim T) of the orbit's tangent space (numerical rank via SVD)."""
+    G = orbit_generators(A, B, C, exhaustive=exhaustive)
+    if G.shape[1] == 0:
+        return G
+    U, s, _ = np.linalg.svd(G, full_matrices=False)
+    rank = int(np.sum(s > tol * max(1.0, float(s[0]))))
+    return U[:, :rank]
+
+
+def transversal_spectrum(J, T) -> np.ndarray:
+    """spec(NᵀJN) for N an orthonormal complement of span T (requires J T = 0)."""
+    J = np.asarray(J)
+    P = J.shape[0]
+    if T.shape[1] == 0:
+        return np.linalg.eigvals(J)
+    Qf, _ = np.linalg.qr(T, mode="complete")
+    N = Qf[:, T.shape[1]:]
+    return np.linalg.eigvals(N.T @ J @ N) if P > T.shape[1] else np.zeros(0)
+
+
+def classify(eigs, tol: float = 1e-7) -> tuple[str, int]:
+    """(class, #unstable) from a transversal spectrum: stable / saddle / degenerate (module doc)."""
+    re = np.real(np.asarray(eigs))
+    n_unstable = int(np.sum(re > tol))
+    if n_unstable:
+        return SADDLE, n_unstable
+    if np.any(np.abs(re) <= tol):
+        return DEGENERATE, 0
+    return STABLE, 0
+
+
+def sg_eta_max(transversal) -> float:
+    """Largest stable step of discrete SG: η_max = min over transversal μ of 2|Re μ|/|μ|² (0 if Re μ ≥ 0)."""
+    mu = np.asarray(transversal)
+    if mu.size == 0:
+        return float("inf")
+    if np.any(np.real(mu) >= 0):
+        return 0.0
+    return float(np.min(2 * np.abs(mu.real) / np.abs(mu) ** 2))
+
+
+def sg_step_radius(transversal, eta: float) -> float:
+    """Transversal spectral radius of I + ηJ: max |1 + ημ|."""
+    mu = np.asarray(transversal)
+    return float(np.max(np.abs(1 + eta * mu))) if mu.size else 0.0
+
+
+# --------------------------------------------------------------------------- reduced (symmetry-adapted) analysis
+
+def _reduced_point(S, mom, lam):
+    """The (r+1)-dimensional model at A' = [W; 0], B' = A'τM⁻¹A'ᵀ, and the index sets of the split."""
+    W = eqm.gram_factor(S)
+    r, m = W.shape
+    A = np.vstack([W, np.zeros((1, m))])
+    B = eqm.predictor_at(A, mom, lam)
+    return A, B, r
+
+
+def _split(r: int, m: int, ema: bool):
+    """Indices (even, odd, b22) in vec(A') ⊕ vec(B') [⊕ vec(C')] of the (r+1)-model."""
+    d = r + 1
+    kinds = []  # 'e' even, 'o' odd, 'z' the B'[r, r] entry
+    for i in range(d):
+        kinds += ["o" if i == r else "e"] * m
+    for i in range(d):
+        for j in range(d):
+            kinds.append("z" if (i == r and j == r) else "o" if (i == r) != (j == r) else "e")
+    if ema:
+        for i in range(d):
+            kinds += ["o" if i == r else "e"] * m
+    kinds = np.asarray(kinds)
+    return np.flatnonzero(kinds == "e"), np.flatnonzero(kinds == "o"), np.flatnonzero(kinds == "z")
+
+
+def _block_transversal(J, T, idx):
+    Jb = J[np.ix_(idx, idx)]
+    Tb = T[idx] if T.shape[1] else T[idx]
+    keep = np.linalg.norm(Tb, axis=0) > 1e-12 if Tb.shape[1] else np.zeros(0, bool)
+    Tb = Tb[:, keep]
+    if Tb.shape[1]:
+        U, s, _ = np.linalg.svd(Tb, full_matrices=False)
+        Tb = U[:, : int(np.sum(s > 1e-9 * s[0]))]
+    return np.linalg.eigvals(Jb), transversal_spectrum(Jb, Tb), Tb.shape[1]
+
+
+@dataclass
+class StabilityReport:
+    """Spectrum and verdict at one equilibrium component (see module doc).
+
+    spectrum: full spectrum of J (multiplicities expanded); transversal: spec(NᵀJN);
+    n_zero: eigenvalues with |μ| ≤ zero_tol in the full spectrum; orbit_dim: nr − r(r+1)/2;
+    tangent_residual: ‖J T‖ / ‖J‖ (the orbit directions are in ker J).
+    """
+
+    rule: str
+    n: int
+    rank: int
+    kind: str
+    n_unstable: int
+    n_zero: int
+    orbit_dim: int
+    max_real: float
+    spectrum: np.ndarray
+    transversal: np.ndarray
+    tangent_residual: float
+    eta_max: float | None = None
+    seconds: float = 0.0
+    method: str = "reduced"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def zeros_match_orbit(self) -> bool:
+        return self.n_zero == self.orbit_dim
+
+    def summary(self) -> dict:
+        return {
+            "rule": self.rule,
+            "class": self.kind,
+            "n_unstable": self.n_unstable,
+            "n_zero": self.n_zero,
+            "orbit_dim": self.orbit_dim,
+            "max_real_transversal": self.max_real,
+            "eta_max": self.eta_max,
+            "tangent_residual": self.tangent_residual,
+            **self.extra,
+        }
+
+
+def _zero_tol(spectrum, zero_tol):
+    scale = max(1.0, float(np.max(np.abs(spectrum), initial=0.0)))
+    return zero_tol * scale
+
+
+@_x64
+def analyze(S, mom, lam, n: int, *, rule: str = "sg", k: float = 1.0, method: str = "reduced",
+            zero_tol: float = 1e-7) -> StabilityReport:
+    """Classify the equilibrium component with Gram matrix S at width n (Prop 4.10).
+
+    ``rule``: ``sg`` (flow on (A, B)) or ``ema`` (flow on (A, B, C), rate ``k``). ``method``:
+    ``reduced`` (symmetry-adapted, module doc) or ``dense`` (jacfwd + eig of the full P×P Jacobian).
+    Returns a :class:`StabilityReport`; for SG it includes the discrete η_max.
+    """
+    if rule not in ("sg", "ema"):
+        raise ValueError(f"rule must be 'sg' or 'ema', got {rule!r}")
+    if rule == "ema":
+        k = checks.check_positive(k, "k")
+    lam = checks.check_lambda(lam)
+    checks.check_positive_int(n, "n")
+    S = np.asarray(S, float)
+    m = S.shape[0]
+    if n <= m:
+        raise ValueError(f"the linear model needs n > m, got n={n}, m={m}")
+    t0 = time.perf_counter()
+    if method == "dense":
+        A, B = eqm.equilibrium_point(S, mom, lam, n)
+        r = eqm.numerical_rank(S)
+        if rule == "sg":
+            J = sg_jacobian(A, B, mom, lam)
+            T = orbit_tangent(A, B)
+        else:
+            J = ema_jacobian(A, B, A, mom, lam, k)
+            T = orbit_tangent(A, B, A)
+        spectrum = np.linalg.eigvals(J)
+        tol = _zero_tol(spectrum, zero_tol)
+        tangent_res = float(np.linalg.norm(J @ T) / max(np.linalg.norm(J), 1e-300))
+        if J.shape[0] <= 2500:
+            transversal = transversal_spectrum(J, T)
+        else:  # deflate the dim T eigenvalues nearest 0 (the projection would cost more than eig)
+            order = np.argsort(np.abs(spectrum))
+            transversal = spectrum[order[T.shape[1]:]]
+    elif method == "reduced":
+        A, B, r = _reduced_point(S, mom, lam)
+        ema = rule == "ema"
+        if ema:
+            J = ema_jacobian(A, B, A, mom, lam, k)
+            T = orbit_tangent(A, B, A)
+        else:
+            J = sg_jacobian(A, B, mom, lam)
+            T = orbit_tangent(A, B)
+        even, odd, b22 = _split(r, m, ema)
+        coupling = float(np.linalg.norm(J[np.ix_(even, odd)]) + np.linalg.norm(J[np.ix_(odd, even)]))
+        inv_spec, inv_tr, _ = _block_transversal(J, T, even)
+        std_spec, std_tr, _ = _block_transversal(J, T, odd)
+        b22_val = J[b22[0], b22[0]]
+        c = n - r
+        spectrum = np.concatenate([inv_spec, np.repeat(std_spec, c), np.full(c * c, b22_val)])
+        transversal = np.concatenate([inv_tr, np.repeat(std_tr, c), np.full(c * c, b22_val)])
+        tol = _zero_tol(spectrum, zero_tol)
+        tangent_res = float(np.linalg.norm(J @ T) / max(np.linalg.norm(J), 1e-300))
+        extra = {"block_coupling": coupling, "inv_block": int(even.size), "std_block": int(odd.size), "copies": c}
+    else:
+        raise ValueError(f"method must be 'reduced' or 'dense', got {method!r}")
+    kind, n_unstable = classify(transversal, tol)
+    n_zero = int(np.sum(np.abs(spectrum) <= tol))
+    report = StabilityReport(
+        rule=rule, n=n, rank=r, kind=kind, n_unstable=n_unstable, n_zero=n_zero, orbit_dim=orbit_dimension(n, r),
+        max_real=float(np.max(np.real(transversal), initial=-np.inf)), spectrum=spectrum, transversal=transversal,
+        tangent_residual=tangent_res, method=method,
+        eta_max=sg_eta_max(transversal) if rule == "sg" else None,
+        extra=extra if method == "reduced" else {},
+    )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+@_x64
+def ema_step_radius(S, mom, lam, n: int, eta: float, alpha: float) -> float:
+    """Transversal spectral radius of the discrete EMA map's Jacobian T at the component of S.
+
+    Uses the same O(n − r) reduction as :func:`analyze` (the B₂₂ block is 1 − ηλ).
+    """
+    eta = checks.check_positive(eta, "eta")
+    alpha = checks.check_alpha(alpha)
+    A, B, r = _reduced_point(np.asarray(S, float), mom, lam)
+    m = A.shape[1]
+    Tm = ema_map_jacobian(A, B, A, mom, lam, eta, alpha)
+    Tan = orbit_tangent(A, B, A)
+    even, odd, b22 = _split(r, m, True)
+    _, inv_tr, _ = _block_transversal(Tm, Tan, even)
+    _, std_tr, _ = _block_transversal(Tm, Tan, odd)
+    vals = np.concatenate([inv_tr, std_tr, [Tm[b22[0], b22[0]]]])
+    return float(np.max(np.abs(vals)))
+
+
+def ema_eta_max(S, mom, lam, n: int, alpha: float, *, eta_hi: float | None = None, iters: int = 40) -> float:
+    """Largest η with transversal spectral radius of the EMA map < 1 at fixed α (bisection).
+
+    Scans η upward by factors of 1.5 from a small value to bracket the crossing, then bisects.
+    """
+    eta = 1e-3 if eta_hi is None else eta_hi / 1024
+    if ema_step_radius(S, mom, lam, n, eta, alpha) >= 1:
+        return 0.0
+    lo = eta
+    hi = None
+    for _ in range(80):
+        eta *= 1.5
+        if ema_step_radius(S, mom, lam, n, eta, alpha) >= 1:
+            hi = eta
+            break
+        lo = eta
+    if hi is None:
+        return float("inf")
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if ema_step_radius(S, mom, lam, n, mid, alpha) < 1:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def classify_all(enumeration, *, n: int | None = None, k: float = 1.0, method: str = "reduced") -> list:
+    """Fill ``stability`` of every equilibrium of an :class:`~dualjax.linear.equilibria.Enumeration`."""
+    n = enumeration.n if n is None else n
+    lam = enumeration.lam
+    mom = enumeration_moments(enumeration)
+    out = []
+    for e in enumeration.equilibria:
+        sg = analyze(e.S, mom, lam, n, rule="sg", method=method)
+        ema = analyze(e.S, mom, lam, n, rule="ema", k=k, method=method)
+        e.stability = {
+            "class": sg.kind, "sg": sg.summary(), "ema": ema.summary(),
+        }
+        out.append((sg, ema))
+    return out
+
+
+def enumeration_moments(enumeration):
+    """The moments an enumeration was computed for (stored on it by :func:`enumerate_equilibria`)."""
+    return enumeration.moments
+
+
+# --------------------------------------------------------------------------- reproduce hook
+
+def quick_check(seed: int = 0) -> dict:
+    """Measured values for ``dualjax reproduce``: m = 2 classification counts, zeros vs orbit
+    dimension, and the m = 1 sphere verdicts (outer stable, inner saddle)."""
+    with jax.enable_x64(True):
+        counts = {STABLE: 0, SADDLE: 0, DEGENERATE: 0}
+        mismatches = 0
+        n = 4
+        max_stable_pd = 0
+        instances = 0
+        for trial in range(6):
+            mom = model.random_moments(jax.random.PRNGKey(seed * 1000 + trial), 2, kind="gauss")
+            enum = eqm.enumerate_equilibria(mom, 0.05, n=n, method="exact", starts=64)
+            if not enum.positive_definite:
+                continue
+            instances += 1
+            reports = classify_all(enum)
+            stable_pd = 0
+            for e, (sg, _ema) in zip(enum.equilibria, reports):
+                counts[sg.kind] += 1
+                mismatches += int(not sg.zeros_match_orbit)
+                stable_pd += int(e.positive_definite and sg.kind == STABLE)
+            max_stable_pd = max(max_stable_pd, stable_pd)
+        rho, tau, lam = 1.0, 0.8, 0.05
+        mom1 = model.moments(rho, tau)
+        r1, r2 = (float(x) for x in eqm.radii(rho, tau, lam))
+        outer = analyze(np.array([[r2**2]]), mom1, lam, 3)
+        inner = analyze(np.array([[r1**2]]), mom1, lam, 3)
+        outer_ema = analyze(np.array([[r2**2]]), mom1, lam, 3, rule="ema", k=0.1)
+        inner_ema = analyze(np.array([[r1**2]]), mom1, lam, 3, rule="ema", k=0.1)
+        radial = float(eqm.radial_eigenvalue(rho, tau, lam))
+        eta_closed = float(eqm.max_stable_step(rho, tau, lam))
+    return {
+        "m2_instances_with_pd": instances,
+        "m2_class_counts_all_ranks": counts,
+        "m2_zero_vs_orbit_mismatches": mismatches,
+        "m2_max_stable_pd_per_instance": max_stable_pd,
+        "m1_outer": {"sg": outer.kind, "ema": outer_ema.kind, "radial_eig": radial,
+                     "eta_max": outer.eta_max, "eta_max_closed_form": eta_closed},
+        "m1_inner": {"sg": inner.kind, "ema": inner_ema.kind, "n_unstable": inner.n_unstable},
+    }
