@@ -1,0 +1,43 @@
+"""``dualjax probe --ckpt DIR``: attentive-probe top-1 of a trained run's encoder on held-out clips."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ckpt", required=True,
+                        help="run directory (latest checkpoint) or one checkpoint directory DIR/checkpoints/STEP")
+    parser.add_argument("--encoder", choices=("teacher", "student"), default=None,
+                        help="which encoder to probe (default: the run config's probe_encoder)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override probe settings of the run config (e.g. probe_steps=500)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dualjax.vjepa import config as config_lib
+    from dualjax.vjepa import train
+
+    path = Path(args.ckpt)
+    run_dir = path if (path / "config.json").is_file() else path.parent.parent
+    try:
+        if not (run_dir / "config.json").is_file():
+            raise ValueError(f"{args.ckpt} is neither a run directory nor a checkpoint inside one")
+        cfg = config_lib.Config.from_json((run_dir / "config.json").read_text())
+        overrides = list(args.overrides) + ([f"probe_encoder={args.encoder}"] if args.encoder else [])
+        cfg = config_lib.override(cfg, overrides).validate()
+        ckpt = path if path.name.isdigit() else train.latest_checkpoint(run_dir)
+    except ValueError as err:
+        print(f"dualjax probe: {err}", file=sys.stderr)
+        return 2
+    setup = train.build(cfg)
+    state = train.restore_checkpoint(ckpt, setup)
+    res = train.probe(cfg, train.make_encode_fn(setup.model), train.probe_params(setup, state), train.probe_data(cfg))
+    out = {"checkpoint": str(ckpt), "step": int(state.step), "encoder": cfg.probe_encoder,
+           "probe_top1": res.top1, "probe_train_top1": res.train_top1}
+    (run_dir / "probe.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0

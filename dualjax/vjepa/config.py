@@ -1,0 +1,221 @@
+"""Configuration of a V-JEPA run: one frozen dataclass, reference defaults, strict overrides.
+
+The defaults are the reference V-JEPA pretraining recipe (DESIGN.md): ViT with tubelets
+2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
+generators, L1 loss on layer-normed teacher features, AdamW with warmup + cosine lr,
+cosine-increasing weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0. CPU-sized presets live
+in ``experiments/vjepa/NAME.py`` as a module-level ``CONFIG``.
+
+Overrides are ``key=value`` strings; an unknown key raises a ValueError naming it and listing
+the valid ones, so a typo never silently trains the default.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+from dualjax import checks
+
+TEACHERS = ("sg", "ema", "plain")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # ---- data: clips of `frames` × `size` × `size` × 3
+    dataset: str = "shapes"  # built-in synthetic moving shapes (see data.py)
+    frames: int = 16
+    size: int = 224
+    num_train: int = 8192
+    num_heldout: int = 1024
+    data_seed: int = 0
+    worker_count: int = 0  # grain worker processes (0: in-process)
+    # ---- encoder (ViT) and predictor
+    model: str = "small"  # tiny | small | base | large | huge
+    width: int = 0  # 0: take from the variant table
+    depth: int = 0
+    heads: int = 0
+    mlp_ratio: float = 4.0
+    tubelet: int = 2
+    patch: int = 16
+    pred_width: int = 384
+    pred_depth: int = 12
+    pred_heads: int = 0  # 0: the encoder's head count (as the reference)
+    # ---- masks: one generator per entry of the tuples
+    mask_blocks: tuple[int, ...] = (8, 2)
+    mask_scales: tuple[float, ...] = (0.15, 0.7)
+    mask_aspect: tuple[float, float] = (0.75, 1.5)
+    mask_keep_quantile: float = 0.1  # fixed token budgets, see masks.MultiBlockMasks
+    # ---- objective and rule
+    teacher: str = "ema"
+    loss: str = "l1"  # l1 | half_squared (dualjax.objectives)
+    momentum_start: float = 0.998
+    momentum_end: float = 1.0
+    # ---- optimisation
+    steps: int = 300_000
+    batch_size: int = 24
+    lr: float = 6.25e-4
+    start_lr: float = 2e-4
+    final_lr: float = 1e-6
+    warmup_steps: int = 40_000
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    b1: float = 0.9
+    b2: float = 0.999
+    seed: int = 0
+    # ---- logging, probes, checkpoints
+    log_every: int = 100
+    probe_every: int = 0  # 0: only at the first and last step
+    probe_encoder: str = "teacher"  # teacher (what the reference evaluates) | student
+    probe_steps: int = 300
+    probe_batch: int = 64
+    probe_lr: float = 1e-3
+    probe_weight_decay: float = 0.01
+    probe_heads: int = 0  # 0: the encoder's head count
+    probe_train_clips: int = 0  # 0: all of num_train
+    ckpt_every: int = 0  # 0: only at the end
+
+    # ---------------------------------------------------------------- derived
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Token grid (T/t, H/p, W/p)."""
+        return (self.frames // self.tubelet, self.size // self.patch, self.size // self.patch)
+
+    def validate(self) -> "Config":
+        """Raise ValueError naming the first inconsistent value."""
+        from dualjax.vjepa.vit import VARIANTS  # local: vit imports flax
+
+        if self.model not in VARIANTS:
+            raise ValueError(f"model={self.model!r} is not a ViT variant; choose one of {sorted(VARIANTS)}")
+        if self.teacher not in TEACHERS:
+            raise ValueError(f"teacher={self.teacher!r}; choose one of {list(TEACHERS)}")
+        if self.loss not in ("l1", "half_squared"):
+            raise ValueError(f"loss={self.loss!r}; choose 'l1' or 'half_squared'")
+        if self.probe_encoder not in ("teacher", "student"):
+            raise ValueError(f"probe_encoder={self.probe_encoder!r}; choose 'teacher' or 'student'")
+        for name in ("frames", "size", "tubelet", "patch", "pred_width", "pred_depth", "steps",
+                     "batch_size", "num_train", "num_heldout", "log_every", "probe_steps", "probe_batch"):
+            checks.check_positive_int(getattr(self, name), name)
+        for name in ("width", "depth", "heads", "pred_heads", "probe_heads", "warmup_steps", "probe_every",
+                     "ckpt_every", "worker_count", "probe_train_clips"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.frames % self.tubelet:
+            raise ValueError(f"frames={self.frames} is not divisible by tubelet={self.tubelet}")
+        if self.size % self.patch:
+            raise ValueError(f"size={self.size} is not divisible by patch={self.patch}")
+        if len(self.mask_blocks) != len(self.mask_scales) or not self.mask_blocks:
+            raise ValueError(
+                f"mask_blocks={self.mask_blocks} and mask_scales={self.mask_scales} need the same, non-zero length"
+            )
+        for s in self.mask_scales:
+            if not 0 < s < 1:
+                raise ValueError(f"mask scale {s} must lie in (0, 1)")
+        lo, hi = self.mask_aspect
+        if not 0 < lo <= hi:
+            raise ValueError(f"mask_aspect={self.mask_aspect} must satisfy 0 < min <= max")
+        if not 0 <= self.mask_keep_quantile < 1:
+            raise ValueError(f"mask_keep_quantile={self.mask_keep_quantile} must lie in [0, 1)")
+        checks.check_alpha(self.momentum_start, "momentum_start")
+        checks.check_alpha(self.momentum_end, "momentum_end")
+        for name in ("lr", "b1", "b2"):
+            checks.check_positive(getattr(self, name), name)
+        for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.warmup_steps >= self.steps and self.steps > 1:
+            raise ValueError(f"warmup_steps={self.warmup_steps} must be < steps={self.steps}")
+        return self
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        raw = json.loads(text)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(fields)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
+
+def _parse_value(field: dataclasses.Field, text: str) -> Any:
+    default = field.default
+    if isinstance(default, bool):
+        if text.lower() in ("1", "true", "yes"):
+            return True
+        if text.lower() in ("0", "false", "no"):
+            return False
+        raise ValueError(f"{field.name}={text!r} is not a boolean")
+    if isinstance(default, str):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{field.name}={text!r} cannot be parsed as {type(default).__name__}") from None
+    if isinstance(default, tuple):
+        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        return value
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    if type(value) is not type(default):
+        raise ValueError(f"{field.name}={text!r} must be of type {type(default).__name__}")
+    return value
+
+
+def override(cfg: Config, items: list[str] | dict[str, Any]) -> Config:
+    """``cfg`` with ``key=value`` overrides (strings, as from ``--set``) or a dict of values.
+
+    Unknown keys raise ``ValueError`` naming the key and listing the valid ones.
+    """
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    changes: dict[str, Any] = {}
+    pairs = items.items() if isinstance(items, dict) else []
+    if not isinstance(items, dict):
+        parsed = []
+        for item in items:
+            if "=" not in item:
+                raise ValueError(f"override {item!r} must look like key=value")
+            key, text = item.split("=", 1)
+            parsed.append((key.strip(), text.strip()))
+        pairs = parsed
+    for key, value in pairs:
+        if key not in fields:
+            raise ValueError(f"unknown config key {key!r}; valid keys: {sorted(fields)}")
+        changes[key] = _parse_value(fields[key], value) if isinstance(value, str) else value
+    return dataclasses.replace(cfg, **changes)
+
+
+def experiments_dir() -> Path:
+    """``experiments/vjepa`` of the repository this package lives in."""
+    return Path(__file__).resolve().parents[2] / "experiments" / "vjepa"
+
+
+def available() -> list[str]:
+    d = experiments_dir()
+    return sorted(p.stem for p in d.glob("*.py") if not p.stem.startswith("_")) if d.is_dir() else []
+
+
+def load(name: str) -> Config:
+    """A config by preset name (``experiments/vjepa/NAME.py``), by path to such a file, or
+    ``default`` (the reference recipe). The file must define ``CONFIG: Config``."""
+    if name == "default":
+        return Config().validate()
+    path = Path(name)
+    if path.suffix != ".py":
+        path = experiments_dir() / f"{name}.py"
+    if not path.is_file():
+        raise ValueError(f"unknown config {name!r}; choose one of {['default'] + available()} or a .py path")
+    spec = importlib.util.spec_from_file_location(f"_vjepa_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cfg = getattr(module, "CONFIG", None)
+    if not isinstance(cfg, Config):
+        raise ValueError(f"{path} must define CONFIG = dualjax.vjepa.config.Config(...)")
+    return cfg.validate()

@@ -1,0 +1,44 @@
+"""The V-JEPA predictor g_ψ (Flax NNX): a narrow ViT that fills in the masked tokens.
+
+    u = g_ψ(f_θ(x_ctx); ctx, tgt, i) :
+        h_ctx = W_in f_θ(x_ctx) + pos[ctx]        (context tokens, width D -> D_p)
+        h_tgt = m_i + pos[tgt]                      (mask token of generator i at each target)
+        [·, u'] = Blocks(h_ctx ‖ h_tgt),  u = W_out LN(u')   (back to width D)
+
+The mask tokens m_i (one per mask generator) start at zero; the predictor has its own fixed
+3D sin-cos positions at its width D_p.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from dualjax.vjepa.vit import LN_EPS, Block, _linear, gather_tokens, sincos_3d
+
+
+class Predictor(nnx.Module):
+    def __init__(self, *, grid: tuple[int, int, int], enc_width: int, width: int = 384, depth: int = 12,
+                 heads: int = 12, mlp_ratio: float = 4.0, num_mask_tokens: int = 2, rngs: nnx.Rngs):
+        if width % heads:
+            raise ValueError(f"predictor width={width} is not divisible by heads={heads}")
+        self.grid = tuple(grid)
+        self.width = width
+        self.embed = _linear(enc_width, width, rngs)
+        self.mask_tokens = nnx.Param(jnp.zeros((num_mask_tokens, 1, 1, width)))
+        self.blocks = nnx.List([Block(width, heads, mlp_ratio, rngs=rngs) for _ in range(depth)])
+        self.norm = nnx.LayerNorm(width, epsilon=LN_EPS, rngs=rngs)
+        self.proj = _linear(width, enc_width, rngs)
+
+    def __call__(self, z_BxCxD: jax.Array, ctx_BxC: jax.Array, tgt_BxT: jax.Array, mask_index: int = 0) -> jax.Array:
+        """Predictions at the target positions: (B, T, D)."""
+        pos_1xNxP = jnp.asarray(sincos_3d(self.grid, self.width))[None]
+        B, C = ctx_BxC.shape
+        pos_BxNxP = jnp.broadcast_to(pos_1xNxP, (B,) + pos_1xNxP.shape[1:])
+        h_ctx = self.embed(z_BxCxD) + gather_tokens(pos_BxNxP, ctx_BxC)
+        h_tgt = self.mask_tokens[mask_index] + gather_tokens(pos_BxNxP, tgt_BxT)
+        x = jnp.concatenate([h_ctx, h_tgt], axis=1)
+        for block in self.blocks:
+            x = block(x)
+        return self.proj(self.norm(x[:, C:]))

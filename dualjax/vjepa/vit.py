@@ -1,0 +1,178 @@
+"""Video ViT encoder f_θ (Flax NNX): tubelet embedding, fixed 3D sin-cos positions, pre-norm blocks.
+
+Shapes: a clip batch is ``x_BxTxHxWxC``; a tubelet of t×p×p pixels becomes one token, so the
+token grid is (T/t)×(H/p)×(W/p) = N tokens in (time, row, column) raster order. The encoder
+may see only the tokens listed in ``keep_BxK`` (the V-JEPA context): the positions are added
+*before* the selection, as in the reference, so every token keeps its place in the grid.
+
+Variant table (width / depth / heads, MLP ratio 4, qkv bias, LayerNorm eps 1e-6, no CLS token,
+final LayerNorm): tiny 192/12/3, small 384/12/6, base 768/12/12, large 1024/24/16,
+huge 1280/32/16. Width, depth and heads can be overridden for CPU-sized models.
+
+Init: truncated normal (std 0.02) weights and zero biases in every Linear, LayerNorm (1, 0); the
+reference's depth-dependent rescaling of the output projections is not reproduced.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+
+class Variant(NamedTuple):
+    width: int
+    depth: int
+    heads: int
+
+
+VARIANTS: dict[str, Variant] = {
+    "tiny": Variant(192, 12, 3),
+    "small": Variant(384, 12, 6),
+    "base": Variant(768, 12, 12),
+    "large": Variant(1024, 24, 16),
+    "huge": Variant(1280, 32, 16),
+}
+
+LN_EPS = 1e-6
+_trunc = nnx.initializers.truncated_normal(stddev=0.02)
+
+
+def variant(name: str, width: int = 0, depth: int = 0, heads: int = 0) -> Variant:
+    """The variant ``name`` with any non-zero override applied; checks heads divide the width."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown ViT variant {name!r}; choose one of {sorted(VARIANTS)}")
+    base = VARIANTS[name]
+    v = Variant(width or base.width, depth or base.depth, heads or base.heads)
+    if v.width % v.heads:
+        raise ValueError(f"width={v.width} is not divisible by heads={v.heads}")
+    return v
+
+
+# --------------------------------------------------------------------------- positions
+
+def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
+    """[sin(pos ω_k), cos(pos ω_k)], ω_k = 10000^(−k/(dim/2)), k < dim/2: shape (len(pos), dim)."""
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding dimension must be even, got {dim}")
+    omega = 1.0 / 10000 ** (np.arange(dim // 2, dtype=np.float64) / (dim / 2))
+    angles = np.outer(pos.reshape(-1).astype(np.float64), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_3d(grid: tuple[int, int, int], dim: int) -> np.ndarray:
+    """Fixed 3D sin-cos positions, (T·H·W, dim) in raster order: half of the channels encode
+    time, a quarter each the row and the column (the reference's split)."""
+    if dim % 4:
+        raise ValueError(f"3D sin-cos positions need a width divisible by 4, got {dim}")
+    gt, gh, gw = grid
+    d_t, d_h = dim // 2, dim // 4
+    t, h, w = np.meshgrid(np.arange(gt), np.arange(gh), np.arange(gw), indexing="ij")
+    emb = np.concatenate([sincos_1d(d_t, t), sincos_1d(d_h, h), sincos_1d(dim - d_t - d_h, w)], axis=1)
+    return emb.astype(np.float32)
+
+
+def gather_tokens(x_BxNxD: jax.Array, idx_BxK: jax.Array) -> jax.Array:
+    """Tokens ``x[b, idx[b, k]]``: (B, K, D)."""
+    return jnp.take_along_axis(x_BxNxD, idx_BxK[..., None].astype(jnp.int32), axis=1)
+
+
+# --------------------------------------------------------------------------- layers
+
+def _linear(din: int, dout: int, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
+    return nnx.Linear(din, dout, use_bias=bias, kernel_init=_trunc, bias_init=nnx.initializers.zeros, rngs=rngs)
+
+
+def layer_norm(x: jax.Array, eps: float = LN_EPS) -> jax.Array:
+    """LayerNorm over the last axis without affine parameters (the target normalisation)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+class Attention(nnx.Module):
+    """Multi-head attention; ``kv`` defaults to the queries' own tokens (self-attention)."""
+
+    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, kv_width: int | None = None):
+        self.heads = heads
+        self.q = _linear(width, width, rngs)
+        self.kv = _linear(kv_width or width, 2 * width, rngs)
+        self.proj = _linear(width, width, rngs)
+
+    def __call__(self, x_BxNxD: jax.Array, kv_BxMxE: jax.Array | None = None) -> jax.Array:
+        src = x_BxNxD if kv_BxMxE is None else kv_BxMxE
+        B, N, D = x_BxNxD.shape
+        M = src.shape[1]
+        H = self.heads
+        q = self.q(x_BxNxD).reshape(B, N, H, D // H)
+        k, v = jnp.split(self.kv(src).reshape(B, M, 2, H, D // H), 2, axis=2)
+        y = jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0])
+        return self.proj(y.reshape(B, N, D))
+
+
+class MLP(nnx.Module):
+    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
+        self.fc1 = _linear(width, hidden, rngs)
+        self.fc2 = _linear(hidden, width, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
+
+
+class Block(nnx.Module):
+    """Pre-norm transformer block: x + Attn(LN x), then x + MLP(LN x)."""
+
+    def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs):
+        self.norm1 = nnx.LayerNorm(width, epsilon=LN_EPS, rngs=rngs)
+        self.attn = Attention(width, heads, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(width, epsilon=LN_EPS, rngs=rngs)
+        self.mlp = MLP(width, int(width * mlp_ratio), rngs=rngs)
+
+    def __call__(self, x_BxNxD: jax.Array) -> jax.Array:
+        x_BxNxD = x_BxNxD + self.attn(self.norm1(x_BxNxD))
+        return x_BxNxD + self.mlp(self.norm2(x_BxNxD))
+
+
+class ViT(nnx.Module):
+    """Encoder f_θ: clip ``x_BxTxHxWxC`` (float, normalised) -> tokens ``z_BxKxD``.
+
+    With ``keep_BxK`` only those tokens (indices into the N-token grid) enter the blocks.
+    """
+
+    def __init__(self, name: str = "tiny", *, frames: int, size: int, tubelet: int = 2, patch: int = 16,
+                 channels: int = 3, width: int = 0, depth: int = 0, heads: int = 0, mlp_ratio: float = 4.0,
+                 rngs: nnx.Rngs):
+        v = variant(name, width, depth, heads)
+        if frames % tubelet or size % patch:
+            raise ValueError(f"clip {frames}x{size}x{size} is not divisible by tubelet {tubelet}x{patch}x{patch}")
+        self.width, self.depth, self.heads = v
+        self.grid = (frames // tubelet, size // patch, size // patch)
+        self.embed = nnx.Conv(channels, v.width, kernel_size=(tubelet, patch, patch),
+                              strides=(tubelet, patch, patch), padding="VALID", rngs=rngs)
+        self.blocks = nnx.List([Block(v.width, v.heads, mlp_ratio, rngs=rngs) for _ in range(v.depth)])
+        self.norm = nnx.LayerNorm(v.width, epsilon=LN_EPS, rngs=rngs)
+
+    @property
+    def num_tokens(self) -> int:
+        return math.prod(self.grid)
+
+    def __call__(self, x_BxTxHxWxC: jax.Array, keep_BxK: jax.Array | None = None) -> jax.Array:
+        tok = self.embed(x_BxTxHxWxC)
+        B = tok.shape[0]
+        x_BxNxD = tok.reshape(B, -1, self.width) + sincos_3d(self.grid, self.width)
+        if keep_BxK is not None:
+            x_BxNxD = gather_tokens(x_BxNxD, keep_BxK)
+        for block in self.blocks:
+            x_BxNxD = block(x_BxNxD)
+        return self.norm(x_BxNxD)
+
+
+def flops_per_token(width: int, depth: int, tokens: int, mlp_ratio: float = 4.0) -> float:
+    """Forward multiply-adds × 2 per token of ``depth`` blocks over ``tokens`` tokens:
+    4D² (q, kv, proj) + 2·r·D² (MLP) per block, plus 2·N·D for QKᵀ and AV."""
+    per_block = 2 * (4 * width**2 + 2 * mlp_ratio * width**2 + 2 * tokens * width)
+    return depth * per_block

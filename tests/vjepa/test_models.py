@@ -1,0 +1,67 @@
+"""Shapes of encoder / predictor / probe, positions and the variant table."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from dualjax.vjepa import vit
+from dualjax.vjepa.predictor import Predictor
+
+
+def test_variant_table():
+    assert vit.VARIANTS["tiny"] == (192, 12, 3)
+    assert vit.VARIANTS["small"] == (384, 12, 6)
+    assert vit.VARIANTS["base"] == (768, 12, 12)
+    assert vit.VARIANTS["large"] == (1024, 24, 16)
+    assert vit.VARIANTS["huge"] == (1280, 32, 16)
+    assert vit.variant("base", depth=2) == (768, 2, 12)
+    with pytest.raises(ValueError, match="giant"):
+        vit.variant("giant")
+    with pytest.raises(ValueError, match="heads=5"):
+        vit.variant("tiny", heads=5)
+
+
+def test_sincos_3d_matches_formula():
+    grid, dim = (2, 3, 4), 16
+    pe = vit.sincos_3d(grid, dim)
+    assert pe.shape == (24, 16)
+    # token (t, h, w) = (1, 2, 3) sits at raster index 1*12 + 2*4 + 3
+    row = pe[1 * 12 + 2 * 4 + 3]
+    def one(d, p):
+        om = 1.0 / 10000 ** (np.arange(d // 2) / (d / 2))
+        return np.concatenate([np.sin(p * om), np.cos(p * om)])
+    np.testing.assert_allclose(row, np.concatenate([one(8, 1), one(4, 2), one(4, 3)]), atol=1e-6)
+    assert len(np.unique(pe.round(5), axis=0)) == 24  # every token gets its own position
+
+
+def test_vit_and_predictor_shapes():
+    rngs = nnx.Rngs(0)
+    enc = nnx.eval_shape(lambda: vit.ViT("tiny", frames=8, size=32, tubelet=2, patch=8, width=32, depth=1,
+                                         heads=2, rngs=nnx.Rngs(0)))
+    assert enc.grid == (4, 4, 4) and enc.num_tokens == 64
+    x = jnp.ones((3, 8, 32, 32, 3))
+    # shapes only: eval_shape traces without compiling
+    assert nnx.eval_shape(lambda m, x: m(x), enc, x).shape == (3, 64, 32)
+    keep = jnp.tile(jnp.arange(0, 64, 3)[None], (3, 1))
+    z = nnx.eval_shape(lambda m, x, k: m(x, k), enc, x, keep)
+    assert z.shape == (3, keep.shape[1], 32)
+    pred = Predictor(grid=enc.grid, enc_width=32, width=16, depth=1, heads=2, num_mask_tokens=2, rngs=rngs)
+    np.testing.assert_array_equal(np.asarray(pred.mask_tokens[...]), 0)  # zero-initialised
+    tgt = jnp.tile(jnp.arange(1, 64, 3)[None], (3, 1))
+    out = nnx.eval_shape(lambda m, z, c, t: m(z, c, t, 1), pred, jnp.zeros(z.shape), keep, tgt)
+    assert out.shape == (3, tgt.shape[1], 32)
+    with pytest.raises(ValueError, match="divisible"):
+        vit.ViT("tiny", frames=7, size=32, tubelet=2, patch=8, rngs=rngs)
+
+
+def test_encoder_context_equals_masked_full_pass_without_attention_mixing():
+    # with no blocks the encoder is embed + positions + LN, so the context tokens must equal the
+    # full pass gathered at the same indices: positions are added before the selection
+    enc = vit.ViT("tiny", frames=4, size=16, tubelet=2, patch=4, width=32, depth=1, heads=2, rngs=nnx.Rngs(1))
+    enc.blocks = nnx.List([])
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
+    keep = jnp.array([[0, 5, 31], [3, 4, 17]])
+    ctx, full = nnx.jit(lambda m, x, k: (m(x, k), m(x)))(enc, x, keep)
+    np.testing.assert_allclose(ctx, vit.gather_tokens(full, keep), atol=1e-5)

@@ -1,0 +1,169 @@
+"""The V-JEPA step through dualjax.rules / dualjax.objectives: SG, EMA and plain on a tiny ViT."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from dualjax import rules
+from dualjax.vjepa import data, train
+from dualjax.vjepa.config import override
+
+
+def _close(a, b, rtol=2e-4, atol=1e-6):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def _norm(t):
+    return float(optax.tree_utils.tree_norm(t))
+
+
+def test_sg_loss_is_F_at_xi_theta_and_gradient_has_no_teacher_term(sg_built):
+    s, batch = sg_built.setup, sg_built.batch
+    F = s.objective.F
+    theta, psi = s.model.init()
+    value, (g_theta, g_psi) = jax.jit(rules.loss_and_grads(s.rule, F))(theta, psi, s.rule.init(theta), batch)
+    # partial gradients with ξ a separate argument, evaluated at ξ = θ
+    F_val, (d_student, d_pred, d_teacher) = jax.jit(jax.value_and_grad(F, argnums=(0, 1, 2)))(
+        theta, psi, theta, batch)
+    np.testing.assert_allclose(value, F_val, rtol=1e-6)
+    _close(g_theta, d_student)
+    _close(g_psi, d_pred)
+    # the teacher path is real, so the SG gradient differs from ∇E = ∂_θF + ∂_ξF by exactly it
+    assert _norm(d_teacher) > 1e-2 * _norm(d_student)
+
+
+def test_train_step_is_rules_make_step(ema_built):
+    s, batch = ema_built.setup, ema_built.batch
+    init, step = rules.make_step(s.objective.F, s.rule, s.tx)
+    state = s.init()
+    ref = init(state.theta, state.psi)
+    ref_step = jax.jit(step)
+    for _ in range(2):
+        state, m = ema_built.step(state, batch)
+        ref, mr = ref_step(ref, batch)
+        for k in ("F", "d_theta", "d_psi", "d_xi", "grad_norm"):
+            np.testing.assert_allclose(m[k], mr[k], rtol=1e-5)
+    _close(state.theta, ref.theta, rtol=1e-5)
+    _close(state.teacher.xi, ref.teacher.xi, rtol=1e-5)
+
+
+def test_ema_teacher_is_closed_form_average(ema_built):
+    s, batch, cfg = ema_built.setup, ema_built.batch, ema_built.cfg
+    state = s.init()
+    thetas = [state.theta]
+    k = 3
+    for _ in range(k):
+        state, _ = ema_built.step(state, batch)
+        thetas.append(state.theta)
+    # ξ_k = Π_{j<k} α_j θ_0 + Σ_{t=1}^{k} (1 − α_{t−1}) Π_{j=t}^{k−1} α_j θ_t, α_j = 0.5 + 0.5 j / T
+    alpha = [cfg.momentum_start + (cfg.momentum_end - cfg.momentum_start) * j / cfg.steps for j in range(k)]
+    w = [np.prod(alpha)] + [(1 - alpha[t - 1]) * np.prod(alpha[t:]) for t in range(1, k + 1)]
+    assert abs(sum(w) - 1) < 1e-12
+    expect = jax.tree.map(lambda *ps: sum(wi * np.asarray(p, np.float64) for wi, p in zip(w, ps)), *thetas)
+    _close(state.teacher.xi, expect, rtol=1e-5, atol=1e-7)
+    assert int(state.teacher.count) == k and int(state.step) == k
+    assert _norm(jax.tree.map(jnp.subtract, state.teacher.xi, state.theta)) > 0  # ξ lags θ
+
+
+def test_optimizer_schedules_and_decay_mask(small_cfg):
+    cfg = override(small_cfg, {"steps": 100, "warmup_steps": 10})
+    wd, lr = train.wd_schedule(cfg), train.lr_schedule(cfg)
+    np.testing.assert_allclose([wd(0), wd(50), wd(100)], [0.04, 0.22, 0.4], rtol=1e-5)
+    np.testing.assert_allclose([lr(0), lr(10), lr(100)], [cfg.start_lr, cfg.lr, cfg.final_lr], rtol=1e-4)
+    params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3), "tok": jnp.ones((2, 1, 1, 3))}
+    tx = train.make_optimizer(cfg)
+    zero = jax.tree.map(jnp.zeros_like, params)
+    upd, _ = tx.update(zero, tx.init(params), params)
+    # zero gradient: Adam's part vanishes, only decoupled decay −lr·wd·p remains, and only on n-D params
+    np.testing.assert_allclose(upd["kernel"], -cfg.start_lr * 0.04, rtol=1e-4)
+    np.testing.assert_allclose(upd["tok"], -cfg.start_lr * 0.04, rtol=1e-4)
+    assert float(jnp.abs(upd["bias"]).max()) == 0 and float(jnp.abs(upd["scale"]).max()) == 0
+
+
+# ---------------------------------------------------------------------------- logged run
+
+@pytest.fixture(scope="module")
+def ema_run(tmp_path_factory, ema_built):
+    out = tmp_path_factory.mktemp("run")
+    records = train.train(ema_built.cfg, out, progress=False, probes=False, setup=ema_built.setup)
+    return ema_built, out, records
+
+
+def _ln(h):
+    h = h.astype(np.float64)
+    return (h - h.mean(-1, keepdims=True)) / np.sqrt(h.var(-1, keepdims=True) + 1e-6)
+
+
+_JIT = {}
+
+
+def _direct_loss(model, theta, psi, xi, batch):
+    """L1 between predictions and layer-normed teacher tokens, averaged per generator (numpy)."""
+    if model not in _JIT:  # the model's own pure forward functions, jitted; the rest is numpy
+        _JIT[model] = (jax.jit(model.encode), jax.jit(model.predict, static_argnums=4))
+    encode, predict = _JIT[model]
+    x = data.normalize(np.asarray(batch["clip"]))
+    h = _ln(np.asarray(encode(xi, x)))
+    terms = []
+    for i, (ctx, tgt) in enumerate(batch["masks"]):
+        u = np.asarray(predict(psi, encode(theta, x, ctx), ctx, tgt, i), np.float64)
+        v = h[np.arange(len(tgt))[:, None], tgt]
+        terms.append(np.abs(u - v).mean())
+    return float(np.mean(terms))
+
+
+def test_logged_F_E_and_increments_match_direct_computation(ema_run):
+    built, out, records = ema_run
+    cfg, s, step = built.cfg, built.setup, built.step
+    lines = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines == records and [r["step"] for r in records] == [0, 1, 2]
+    for key in ("step", "F", "E", "d_theta", "d_psi", "d_xi", "lr", "momentum", "grad_norm"):
+        assert all(key in r for r in records)
+    state = s.init()
+    batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
+    for rec in records:
+        batch = train.device_batch(next(batches))
+        xi = s.rule.teacher(state.theta, state.teacher)
+        np.testing.assert_allclose(rec["F"], _direct_loss(s.model, state.theta, state.psi, xi, batch), rtol=1e-4)
+        np.testing.assert_allclose(rec["E"], _direct_loss(s.model, state.theta, state.psi, state.theta, batch),
+                                   rtol=1e-4)
+        new, _ = step(state, batch)
+        diff = lambda a, b: np.sqrt(sum(float(np.sum((np.asarray(x, np.float64) - np.asarray(y)) ** 2))  # noqa
+                                        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))))
+        np.testing.assert_allclose(rec["d_theta"], diff(new.theta, state.theta), rtol=1e-3)
+        np.testing.assert_allclose(rec["d_psi"], diff(new.psi, state.psi), rtol=1e-3)
+        np.testing.assert_allclose(rec["d_xi"], diff(new.teacher.xi, state.teacher.xi), rtol=1e-3)
+        np.testing.assert_allclose(rec["momentum"], 0.5 + 0.5 * rec["step"] / cfg.steps, rtol=1e-6)
+        state = new
+    # E uses the online encoder as target, F the EMA teacher: they must differ once ξ lags θ
+    assert abs(records[-1]["F"] - records[-1]["E"]) > 1e-3 * abs(records[-1]["E"])
+    np.testing.assert_allclose(records[0]["F"], records[0]["E"], rtol=1e-5)  # ξ_0 = θ_0
+
+
+def test_checkpoint_round_trip_and_probe_cli(ema_run, capsys):
+    built, out, _ = ema_run
+    cfg, s = built.cfg, built.setup
+    ckpt = train.latest_checkpoint(out)
+    assert ckpt.name == str(cfg.steps)
+    state = train.restore_checkpoint(ckpt, s)
+    assert int(state.step) == cfg.steps and int(state.teacher.count) == cfg.steps
+    # the restored state continues exactly like the one that was saved would: one more step is finite
+    replay = s.init()
+    batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
+    for b in batches:
+        replay, _ = built.step(replay, train.device_batch(b))
+    _close(train.state_to_tree(state), train.state_to_tree(replay), rtol=1e-5, atol=1e-7)
+    tree = train.state_to_tree(s.init())
+    restored = train.state_to_tree(state)
+    assert jax.tree.structure(tree) == jax.tree.structure(restored)
+
+    from dualjax.cli import main
+
+    assert main(["probe", "--ckpt", str(out)]) == 0
+    res = json.loads((out / "probe.json").read_text())
+    assert 0.0 <= res["probe_top1"] <= 1.0 and res["step"] == cfg.steps
