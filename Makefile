@@ -14,6 +14,7 @@ OUT    ?= runs/quick
 export OPENBLAS_NUM_THREADS := 1
 export XLA_FLAGS := --xla_force_host_platform_device_count=8
 export NPROC := 16
+export MPLBACKEND ?= Agg
 
 .PHONY: reproduce test venv clean
 

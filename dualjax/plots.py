@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
+# No matplotlib.use(): figures are saved with savefig, which works under any backend, and
+# forcing Agg at import would silence plt.show() in a notebook that imports this module.
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402

@@ -175,9 +175,6 @@ def claim_prop_4_7(out_dir: Path, full: bool) -> ClaimResult:
 
 
 def _bar_counts(counts: dict[str, list[int]], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     top = max(max(v) for v in counts.values())

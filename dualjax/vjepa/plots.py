@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
+# No matplotlib.use(): savefig works under any backend (see dualjax/plots.py).
 import matplotlib.pyplot as plt  # noqa: E402
 
 
