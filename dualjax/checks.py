@@ -98,3 +98,18 @@ def check_shape(arr: Any, shape: tuple[int, ...], name: str) -> None:
     got = tuple(np.shape(arr))
     if got != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {got}")
+
+
+def float64(fn):
+    """Decorator: run ``fn`` under ``jax.enable_x64(True)``. Theory checks compare residuals at
+    1e-9 and below, which float32 cannot resolve."""
+    import functools
+
+    import jax
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with jax.enable_x64(True):
+            return fn(*args, **kwargs)
+
+    return wrapper

@@ -30,11 +30,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _matrix(text: str, name: str) -> np.ndarray:
+    from dualjax.commands._theory import _matrix as parse
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--{name} must be a JSON number or matrix, got {text!r} ({err})") from None
-    return np.atleast_2d(np.asarray(value, dtype=float))
+        return parse(text, name)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def run_linear(rho, tau, lam, *, n=4, eta=0.05, alpha=0.99, init_scale=0.15, steps=20_000, seed=0, out="runs/linear"):

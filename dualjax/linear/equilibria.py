@@ -61,15 +61,7 @@ from dualjax.linear.spheres import (  # noqa: F401  (re-exported: Prop 4.11, m =
 )
 
 
-def _x64(fn):
-    """Run ``fn`` with float64 JAX: the equilibrium residuals are checked at 1e-9 and below."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.enable_x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapper
+_x64 = checks.float64
 
 
 # --------------------------------------------------------------------------- data handling

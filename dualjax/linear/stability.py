@@ -35,7 +35,6 @@ Jacobian T of MATH.md §5, computed here by ``jacfwd`` of the map itself.
 
 from __future__ import annotations
 
-import functools
 import time
 from dataclasses import dataclass, field
 
@@ -51,13 +50,7 @@ from dualjax.linear import model
 STABLE, SADDLE, DEGENERATE = "stable", "saddle", "degenerate"
 
 
-def _x64(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with jax.enable_x64(True):
-            return fn(*args, **kwargs)
-
-    return wrapper
+_x64 = checks.float64
 
 
 def orbit_dimension(n: int, r: int) -> int:
