@@ -1,35 +1,77 @@
-"""``dualjax train --config tiny --teacher sg|ema|plain --out DIR [--set key=value ...]``."""
+"""``dualjax train --config tiny --teacher sg|ema|plain --out DIR [--set key=value ...]``,
+``dualjax train --resume DIR`` (continue a run from its last complete checkpoint, same config).
+
+Multi-host jobs: ``--coordinator HOST:PORT --num-processes N --process-id I`` (or the
+``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables, or SLURM /
+Cloud TPU pods, detected) start ``jax.distributed`` before anything touches a device; see
+docs/scale.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="tiny",
-                        help="preset in experiments/vjepa (e.g. tiny), a path to such a .py file, or 'default'")
+    parser.add_argument("--config", default=None,
+                        help="preset in experiments/vjepa (default tiny), a path to such a .py file, or 'default'")
     parser.add_argument("--teacher", choices=("sg", "ema", "plain"), default=None,
                         help="teacher rule (default: the config's)")
-    parser.add_argument("--out", required=True, help="run directory (config.json, metrics.jsonl, checkpoints/)")
+    parser.add_argument("--out", default=None, help="run directory (config.json, metrics.jsonl, checkpoints/)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run in DIR from its last complete checkpoint with DIR/config.json")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field; repeatable (unknown keys are errors)")
     parser.add_argument("--no-probe", action="store_true", help="skip the attentive probes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    dist = parser.add_argument_group("multi-host (default: JAX_* environment, SLURM / TPU pod auto-detection)")
+    dist.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
+    dist.add_argument("--num-processes", type=int, default=None)
+    dist.add_argument("--process-id", type=int, default=None)
+
+
+def _config(args: argparse.Namespace):
+    from dualjax.vjepa import config as config_lib
+
+    if args.resume:
+        if args.config or args.overrides or args.teacher or (args.out and Path(args.out) != Path(args.resume)):
+            raise ValueError("--resume DIR continues with DIR/config.json; do not combine it with "
+                             "--config, --set, --teacher or another --out")
+        path = Path(args.resume) / "config.json"
+        if not path.is_file():
+            raise ValueError(f"--resume {args.resume}: {path} does not exist")
+        return config_lib.Config.from_json(path.read_text()).validate(), Path(args.resume)
+    if not args.out:
+        raise ValueError("either --out DIR (a new run) or --resume DIR is required")
+    cfg = config_lib.load(args.config or "tiny")
+    overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else [])
+    return config_lib.override(cfg, overrides).validate(), Path(args.out)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax import distributed
 
     try:
-        cfg = config_lib.load(args.config)
-        overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else [])
-        cfg = config_lib.override(cfg, overrides).validate()
+        cfg, out = _config(args)
+        info = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     except ValueError as err:
         print(f"dualjax train: {err}", file=sys.stderr)
         return 2
-    records = train.train(cfg, args.out, progress=not args.no_progress, probes=not args.no_probe)
-    print(json.dumps(train.summarize(records), indent=1))
+    from dualjax.vjepa import train
+
+    if info.num_processes > 1:
+        print(f"dualjax train: process {info.process_id}/{info.num_processes} ({info.launcher}), "
+              f"{info.global_devices} devices", file=sys.stderr)
+    try:
+        records = train.train(cfg, out, progress=not args.no_progress and info.process_id == 0,
+                              probes=not args.no_probe, resume=bool(args.resume))
+    except ValueError as err:  # config / data problems found while setting up
+        print(f"dualjax train: {err}", file=sys.stderr)
+        return 2
+    if info.process_id == 0:
+        records = train.read_metrics(out)  # the whole run, also when resumed
+        print(json.dumps(train.summarize(records), indent=1))
     return 0

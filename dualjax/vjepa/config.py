@@ -27,7 +27,12 @@ TEACHERS = ("sg", "ema", "plain")
 @dataclasses.dataclass(frozen=True)
 class Config:
     # ---- data: clips of `frames` × `size` × `size` × 3
-    dataset: str = "shapes"  # built-in synthetic moving shapes (see data.py)
+    dataset: str = "shapes"  # shapes: built-in synthetic moving shapes (data.py) | video: video lists (video.py)
+    train_lists: tuple[str, ...] = ()  # dataset=video: list files of `path label` lines
+    list_weights: tuple[float, ...] = ()  # () : concatenate the lists; else sampling weight per list
+    heldout_lists: tuple[str, ...] = ()  # dataset=video: lists of the probe's held-out clips
+    frame_step: int = 4  # dataset=video: frames between sampled frames
+    clips_per_video: int = 1  # dataset=video
     frames: int = 16
     size: int = 224
     num_train: int = 8192
@@ -78,6 +83,14 @@ class Config:
     probe_heads: int = 0  # 0: the encoder's head count
     probe_train_clips: int = 0  # 0: all of num_train
     ckpt_every: int = 0  # 0: only at the end
+    ckpt_keep: int = 3  # keep the newest k checkpoints
+    # ---- scale and faults
+    num_devices: int = 0  # devices of the 'data' mesh (0: all of every process)
+    sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too
+    fsdp_min_size: int = 2**14  # fsdp: leaves with fewer elements stay replicated
+    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters and optimizer stay float32)
+    check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
+    debug_nan_step: int = -1  # >= 0: make the loss of that step NaN (tests the fault path)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -95,13 +108,27 @@ class Config:
             raise ValueError(f"teacher={self.teacher!r}; choose one of {list(TEACHERS)}")
         if self.loss not in ("l1", "half_squared"):
             raise ValueError(f"loss={self.loss!r}; choose 'l1' or 'half_squared'")
+        if self.dataset not in ("shapes", "video"):
+            raise ValueError(f"dataset={self.dataset!r}; choose 'shapes' or 'video'")
+        if self.dataset == "video" and not self.train_lists:
+            raise ValueError("dataset='video' needs train_lists=(LIST, ...)")
+        if self.list_weights and len(self.list_weights) != len(self.train_lists):
+            raise ValueError(f"list_weights={self.list_weights} needs one weight per train list {self.train_lists}")
+        if any(not (isinstance(w, (int, float)) and w >= 0) for w in self.list_weights) or (
+                self.list_weights and sum(self.list_weights) <= 0):
+            raise ValueError(f"list_weights={self.list_weights} must be non-negative with a positive sum")
+        if self.sharding not in ("dp", "fsdp"):
+            raise ValueError(f"sharding={self.sharding!r}; choose 'dp' or 'fsdp'")
+        if self.compute_dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose 'float32' or 'bfloat16'")
         if self.probe_encoder not in ("teacher", "student"):
             raise ValueError(f"probe_encoder={self.probe_encoder!r}; choose 'teacher' or 'student'")
         for name in ("frames", "size", "tubelet", "patch", "pred_width", "pred_depth", "steps",
-                     "batch_size", "num_train", "num_heldout", "log_every", "probe_steps", "probe_batch"):
+                     "batch_size", "num_train", "num_heldout", "log_every", "probe_steps", "probe_batch",
+                     "frame_step", "clips_per_video", "ckpt_keep"):
             checks.check_positive_int(getattr(self, name), name)
         for name in ("width", "depth", "heads", "pred_heads", "probe_heads", "warmup_steps", "probe_every",
-                     "ckpt_every", "worker_count", "probe_train_clips"):
+                     "ckpt_every", "worker_count", "probe_train_clips", "fsdp_min_size", "num_devices"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
@@ -128,6 +155,8 @@ class Config:
         for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if isinstance(self.debug_nan_step, bool) or not isinstance(self.debug_nan_step, int):
+            raise ValueError(f"debug_nan_step must be an integer, got {self.debug_nan_step!r}")
         if self.warmup_steps >= self.steps and self.steps > 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be < steps={self.steps}")
         return self
@@ -155,12 +184,23 @@ def _parse_value(field: dataclasses.Field, text: str) -> Any:
         raise ValueError(f"{field.name}={text!r} is not a boolean")
     if isinstance(default, str):
         return text
+    if field.type == "tuple[str, ...]":  # paths: a Python tuple literal, or comma separated
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = [p.strip() for p in text.split(",") if p.strip()]
+        value = (value,) if isinstance(value, str) else tuple(value)
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError(f"{field.name}={text!r} must be paths (strings)")
+        return value
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise ValueError(f"{field.name}={text!r} cannot be parsed as {type(default).__name__}") from None
     if isinstance(default, tuple):
         value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+        if field.type == "tuple[float, ...]":
+            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
         return value
     if isinstance(default, float) and isinstance(value, int):
         return float(value)

@@ -13,8 +13,9 @@ needs space, and colour/position are nuisances. Clip i of split s is rendered fr
 **Training batches.** ``train_batches`` is a grain ``MapDataset`` indexed by the *step*: batch t
 holds the clips of a per-epoch shuffle (seeded) and multi-block masks drawn from
 ``default_rng([seed, 1_000_003, t])``. Resuming at step t is therefore exact: start the index at t.
-Any source with ``__len__`` and ``__getitem__ -> {"clip": uint8 T×H×W×C, "label": int}`` works
-(e.g. a decoded video list).
+Any source with ``__len__`` and ``__getitem__ -> {"clip": uint8 T×H×W×C, "label": int}`` works,
+e.g. the video lists of :mod:`dualjax.vjepa.video` (``dataset="video"``), whose per-clip
+``"skipped"`` count is carried into the batch (the trainer sums it into ``videos_skipped``).
 
 Worker processes (``worker_count > 0``) need a ``__main__`` guard in the launching script and absl
 flags parsed (``absl.flags.FLAGS(sys.argv[:1])``); every mapped function here is a top-level
@@ -115,9 +116,30 @@ class ShapesSource:
 
 
 def make_source(cfg, split: str):
-    """The configured source for ``split`` (train | heldout)."""
+    """The configured source for ``split`` (train | heldout).
+
+    ``dataset="shapes"``: :class:`ShapesSource`. ``dataset="video"``: a
+    :class:`dualjax.vjepa.video.VideoSource` over ``train_lists`` (weighted by ``list_weights``,
+    then ``num_train`` elements long) or ``heldout_lists`` (centred clips, no flip), clips of
+    ``frames`` frames ``frame_step`` apart cropped to ``size``²; its elements carry ``"skipped"``.
+    """
+    if cfg.dataset == "video":
+        from dualjax.vjepa import video
+
+        lists = cfg.train_lists if split == "train" else cfg.heldout_lists
+        if not lists:
+            raise ValueError(f"dataset='video' has no {split} lists: set "
+                             f"{'train_lists' if split == 'train' else 'heldout_lists'}")
+        train = split == "train"
+        spec = video.ClipSpec(frames=cfg.frames, frame_step=cfg.frame_step, clips_per_video=cfg.clips_per_video,
+                              crop_size=cfg.size, flip=train, random_start=train,
+                              scale=(0.3, 1.0) if train else (1.0, 1.0))
+        weights = cfg.list_weights if (train and cfg.list_weights) else None
+        length = cfg.num_train if weights else None
+        return video.VideoSource(list(lists), spec, weights=weights, seed=cfg.data_seed + (0 if train else 1),
+                                 length=length)
     if cfg.dataset != "shapes":
-        raise ValueError(f"dataset={cfg.dataset!r} is not built in; the built-in one is 'shapes'")
+        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose 'shapes' or 'video'")
     num = cfg.num_train if split == "train" else cfg.num_heldout
     return ShapesSource(num, frames=cfg.frames, size=cfg.size, seed=cfg.data_seed, split=split)
 
@@ -131,7 +153,10 @@ class AddMasks:
     def __call__(self, index: int, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 1_000_003, int(index)])
         pairs = self.masks(rng, batch["clip"].shape[0])
-        return {"clip": batch["clip"], "label": batch["label"], "masks": tuple((p.ctx, p.tgt) for p in pairs)}
+        out = {"clip": batch["clip"], "label": batch["label"], "masks": tuple((p.ctx, p.tgt) for p in pairs)}
+        if "skipped" in batch:  # video sources: unreadable videos passed over, per clip
+            out["skipped"] = batch["skipped"]
+        return out
 
 
 def train_dataset(source, masks, batch_size: int, seed: int, num_steps: int) -> grain.MapDataset:

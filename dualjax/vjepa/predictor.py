@@ -33,7 +33,7 @@ class Predictor(nnx.Module):
 
     def __call__(self, z_BxCxD: jax.Array, ctx_BxC: jax.Array, tgt_BxT: jax.Array, mask_index: int = 0) -> jax.Array:
         """Predictions at the target positions: (B, T, D)."""
-        pos_1xNxP = jnp.asarray(sincos_3d(self.grid, self.width))[None]
+        pos_1xNxP = jnp.asarray(sincos_3d(self.grid, self.width), z_BxCxD.dtype)[None]  # compute dtype
         B, C = ctx_BxC.shape
         pos_BxNxP = jnp.broadcast_to(pos_1xNxP, (B,) + pos_1xNxP.shape[1:])
         h_ctx = self.embed(z_BxCxD) + gather_tokens(pos_BxNxP, ctx_BxC)

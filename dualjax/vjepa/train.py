@@ -23,7 +23,13 @@ metrics.jsonl (one JSON object per logged step t, see docs/vjepa.md): ``step`` =
 already applied; ``F``, ``E`` at (θ_t, ψ_t, ξ_t) on batch t; ``d_theta`` = ‖θ_{t+1} − θ_t‖,
 ``d_psi``, ``d_xi`` the increments of the update made at step t; ``grad_norm``,
 ``grad_norm_theta``, ``grad_norm_psi``, ``theta_norm``, ``psi_norm``; ``lr``, ``wd``, ``momentum``
-used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ran.
+used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ran;
+``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over).
+
+Scale (issue 6, docs/scale.md): :func:`make_parallel` lays the state out on a ``'data'`` mesh
+(replicated or FSDP) and shards batches; :func:`train` checkpoints asynchronously with
+:mod:`dualjax.checkpoint`, resumes exactly (``resume=True``) and stops at the first non-finite
+loss / gradient / parameter (:mod:`dualjax.faults`), read from a flag computed in every step.
 """
 
 from __future__ import annotations
@@ -42,7 +48,9 @@ import numpy as np
 import optax
 from flax import nnx
 
-from dualjax import objectives, rules
+from dualjax import checkpoint as ckpt_lib
+from dualjax import distributed as dist
+from dualjax import faults, objectives, rules
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa import masks as masks_lib
@@ -103,18 +111,30 @@ class VJEPA:
         return self.encode.init_params(), self.predict.init_params()
 
 
-def make_objective(model: VJEPA, loss: str = "l1") -> objectives.Objective:
+def make_objective(model: VJEPA, loss: str = "l1", compute_dtype: str = "float32") -> objectives.Objective:
     """F(θ, ψ, ξ, batch) and E = F(θ, ψ, θ) of the module doc; ``batch = {"clip", "masks"}``
-    with uint8 clips and ``masks`` a tuple of (ctx (B, n_ctx), tgt (B, n_tgt)) per generator."""
+    with uint8 clips and ``masks`` a tuple of (ctx (B, n_ctx), tgt (B, n_tgt)) per generator.
+
+    ``compute_dtype="bfloat16"``: the forward passes run on bf16 copies of θ, ψ, ξ and the clip
+    (mixed precision; the parameters, their gradients and the optimizer stay float32), while the
+    target LayerNorm and the loss are computed in float32.
+    """
     loss_fn = objectives.get_loss(loss)
+    dtype = jnp.dtype(compute_dtype)
+
+    def cast(tree):
+        if dtype == jnp.float32:
+            return tree
+        return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
     def F(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> jax.Array:
-        x = data_lib.normalize(batch["clip"])
-        h_BxNxD = layer_norm(model.encode(xi, x))
+        theta, psi, xi = cast(theta), cast(psi), cast(xi)
+        x = data_lib.normalize(batch["clip"]).astype(dtype)
+        h_BxNxD = layer_norm(model.encode(xi, x).astype(jnp.float32))
         terms = []
         for i, (ctx_BxC, tgt_BxT) in enumerate(batch["masks"]):
             z_BxCxD = model.encode(theta, x, ctx_BxC)
-            u_BxTxD = model.predict(psi, z_BxCxD, ctx_BxC, tgt_BxT, i)
+            u_BxTxD = model.predict(psi, z_BxCxD, ctx_BxC, tgt_BxT, i).astype(jnp.float32)
             v_BxTxD = gather_tokens(h_BxNxD, tgt_BxT)
             terms.append(jnp.mean(loss_fn(u_BxTxD, v_BxTxD)))
         return sum(terms) / len(terms)
@@ -191,7 +211,7 @@ def build(cfg: config_lib.Config) -> Setup:
     """Models, objective, rule, optimizer and the pure ``train_step`` of a config."""
     cfg.validate()
     model = VJEPA(cfg)
-    objective = make_objective(model, cfg.loss)
+    objective = make_objective(model, cfg.loss, cfg.compute_dtype)
     rule = make_rule(cfg)
     tx = make_optimizer(cfg)
     lr, wd = lr_schedule(cfg), wd_schedule(cfg)
@@ -206,6 +226,10 @@ def build(cfg: config_lib.Config) -> Setup:
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
         # the order of rules.make_step: F and ∇ at step t, optimizer, then the teacher sees θ_{t+1}
         value, (g_theta, g_psi) = grad_fn(state.theta, state.psi, state.teacher, batch)
+        if cfg.debug_nan_step >= 0:  # test hook: a NaN loss (and gradient) at one step
+            poison = jnp.where(state.step == cfg.debug_nan_step, jnp.nan, 0.0).astype(value.dtype)
+            value = value + poison
+            g_theta, g_psi = jax.tree.map(lambda g: g + poison.astype(g.dtype), (g_theta, g_psi))
         updates, opt_state = tx.update((g_theta, g_psi), state.opt_state, (state.theta, state.psi))
         theta, psi = optax.apply_updates((state.theta, state.psi), updates)
         teacher = rule.advance(theta, state.teacher)
@@ -224,6 +248,10 @@ def build(cfg: config_lib.Config) -> Setup:
             "lr": lr(state.step),
             "wd": wd(state.step),
             "momentum": momentum(state.teacher.count) if rule.name == "ema" else jnp.zeros(()),
+            # every step, on device: bit 0 loss, bit 1 gradients, bit 2 parameters (θ, ψ, ξ) non-finite
+            "faults": (jnp.where(jnp.isfinite(value), 0, 1)
+                       + jnp.where(faults.all_finite((g_theta, g_psi)), 0, 2)
+                       + jnp.where(faults.all_finite((theta, psi, teacher.xi)), 0, 4)).astype(jnp.int32),
         }
         rng, _ = jax.random.split(state.rng)
         return TrainState(theta, psi, opt_state, teacher, state.step + 1, rng), metrics
@@ -290,7 +318,89 @@ def probe_schedule(cfg: config_lib.Config) -> list[int]:
     return sorted(pts)
 
 
+# --------------------------------------------------------------------------- devices
+
+FAULT_NAMES = ("F (loss)", "gradients", "parameters")  # bits 0, 1, 2 of metrics["faults"]
+
+
+class Parallel(NamedTuple):
+    """A set-up laid out on a mesh: state shardings and the jitted, sharded functions.
+
+    ``init()`` -> the initial state, already sharded; ``step(state, batch)`` the donated, jitted
+    ``train_step`` (state keeps its shardings, metrics replicated); ``energy(θ, ψ, batch)``;
+    ``put_batch(host_batch)`` -> the device batch with its leading axis sharded on ``'data'``
+    (each process passes the full global batch and keeps its own rows).
+    """
+
+    mesh: jax.sharding.Mesh
+    state_sharding: TrainState
+    init: Callable[[], TrainState]
+    step: Callable[[TrainState, dict], tuple[TrainState, dict]]
+    energy: Callable[[PyTree, PyTree, dict], jax.Array]
+    put_batch: Callable[[dict], dict]
+
+
+def make_mesh(cfg: config_lib.Config) -> jax.sharding.Mesh:
+    """The 1-D ``'data'`` mesh over all devices (of all processes), or the first ``num_devices``.
+
+    Raises ValueError if the batch does not split evenly over the mesh."""
+    devices = jax.devices()
+    if cfg.num_devices:
+        if jax.process_count() > 1:
+            raise ValueError(f"num_devices={cfg.num_devices} is for one process; multi-host jobs use every device")
+        if cfg.num_devices > len(devices):
+            raise ValueError(f"num_devices={cfg.num_devices} but only {len(devices)} devices are visible")
+        devices = devices[:cfg.num_devices]
+    if cfg.batch_size % len(devices):
+        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {len(devices)} devices of the mesh "
+                         "(set batch_size or num_devices)")
+    return dist.data_mesh(devices)
+
+
+def state_shardings(setup: Setup, mesh: jax.sharding.Mesh) -> TrainState:
+    """Data parallel (``sharding="dp"``): every leaf replicated. FSDP (``"fsdp"``): leaves with at
+    least ``fsdp_min_size`` elements split along their largest axis divisible by the mesh size —
+    parameters, EMA teacher and Adam moments alike (:func:`dualjax.distributed.fsdp_shardings`)."""
+    abstract = jax.eval_shape(setup.init)
+    if setup.cfg.sharding == "fsdp":
+        return dist.fsdp_shardings(abstract, mesh, min_size=setup.cfg.fsdp_min_size)
+    return dist.replicated_shardings(abstract, mesh)
+
+
+def make_parallel(setup: Setup, mesh: jax.sharding.Mesh | None = None) -> Parallel:
+    """:class:`Parallel` of ``setup`` on ``mesh`` (default: :func:`make_mesh`). Under these
+    shardings XLA adds the gradient all-reduce (dp) or the all-gather / reduce-scatter pairs
+    (fsdp); the mathematics is the single-device step."""
+    mesh = make_mesh(setup.cfg) if mesh is None else mesh
+    sharding = state_shardings(setup, mesh)
+    repl = dist.replicated(mesh)
+    init = jax.jit(setup.init, out_shardings=sharding)
+    step = jax.jit(setup.train_step, out_shardings=(sharding, repl), donate_argnums=0)
+    energy = jax.jit(setup.energy, out_shardings=repl)
+    nproc, pid = jax.process_count(), jax.process_index()
+
+    def put_batch(batch: dict) -> dict:
+        batch = device_batch(batch)
+        if nproc > 1:  # this process's rows of the global batch
+            rows = setup.cfg.batch_size // nproc
+            batch = jax.tree.map(lambda a: np.asarray(a)[pid * rows:(pid + 1) * rows], batch)
+        return dist.shard_batch(batch, mesh)
+
+    return Parallel(mesh, sharding, init, step, energy, put_batch)
+
+
+def raise_on_faults(step: int, flags) -> None:
+    """Raise :class:`dualjax.faults.NonFiniteError` naming ``step`` and the non-finite quantities
+    if the ``faults`` bitmask of a step's metrics is not 0 (this synchronizes on it)."""
+    bits = int(flags)
+    if bits:
+        raise faults.NonFiniteError(step, [name for i, name in enumerate(FAULT_NAMES) if bits >> i & 1])
+
+
 # --------------------------------------------------------------------------- checkpoints
+
+CKPT_DIR = "checkpoints"
+
 
 def state_to_tree(state: TrainState) -> dict:
     return {"theta": state.theta, "psi": state.psi, "opt_state": state.opt_state,
@@ -304,31 +414,50 @@ def tree_to_state(tree: dict) -> TrainState:
                       tree["step"], tree["rng"])
 
 
-def save_checkpoint(run_dir: Path, state: TrainState) -> Path:
-    """Save the whole train state with orbax to ``run_dir/checkpoints/<step>`` (blocking)."""
-    import orbax.checkpoint as ocp
+def checkpointer(run_dir: str | Path, keep: int = 3, async_save: bool = True) -> ckpt_lib.Checkpointer:
+    """The run's :class:`dualjax.checkpoint.Checkpointer` on ``run_dir/checkpoints`` (step ``s`` =
+    the state after ``s`` updates, in ``checkpoints/<s>/{state,extras}``)."""
+    return ckpt_lib.Checkpointer(Path(run_dir) / CKPT_DIR, keep=keep, async_save=async_save)
 
-    path = (Path(run_dir) / "checkpoints" / str(int(state.step))).resolve()
-    ckpt = ocp.StandardCheckpointer()
-    ckpt.save(path, state_to_tree(state), force=True)
-    ckpt.wait_until_finished()
-    return path
+
+def save_checkpoint(run_dir: Path, state: TrainState, extras: dict | None = None) -> Path:
+    """Save the whole train state to ``run_dir/checkpoints/<step>`` and wait until it is committed."""
+    with checkpointer(run_dir, keep=1_000_000, async_save=False) as ck:
+        ck.save(int(state.step), state_to_tree(state), extras or {"step": int(state.step)})
+    return Path(run_dir) / CKPT_DIR / str(int(state.step))
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
-    ckdir = Path(run_dir) / "checkpoints"
-    steps = sorted(int(p.name) for p in ckdir.glob("*") if p.name.isdigit()) if ckdir.is_dir() else []
+    """``run_dir/checkpoints/<s>`` of the newest complete (committed) checkpoint; ValueError if none.
+
+    Read-only: unlike :class:`dualjax.checkpoint.Checkpointer` it never removes the temporary
+    directory of a save in flight, so it is safe next to a running trainer (``dualjax probe``)."""
+    ckdir = Path(run_dir) / CKPT_DIR
+    steps = sorted(int(p.name) for p in ckdir.iterdir()
+                   if p.name.isdigit() and (p / ckpt_lib._COMMIT_FILE).exists()) if ckdir.is_dir() else []
     if not steps:
-        raise ValueError(f"no checkpoints under {ckdir}")
+        raise ValueError(f"no complete checkpoints under {ckdir}")
     return ckdir / str(steps[-1])
 
 
-def restore_checkpoint(path: Path, setup: Setup) -> TrainState:
-    """Restore a state saved by :func:`save_checkpoint` (structure from ``setup.init``)."""
+def _target(setup: Setup, sharding: TrainState | None) -> dict:
+    abstract = jax.eval_shape(setup.init)
+    if sharding is None:
+        sharding = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), abstract)
+    return state_to_tree(jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                      abstract, sharding))
+
+
+def restore_checkpoint(path: Path, setup: Setup, sharding: TrainState | None = None) -> TrainState:
+    """The state of checkpoint ``run_dir/checkpoints/<s>`` (structure from ``setup.init``; laid out
+    as ``sharding``, default the first device)."""
     import orbax.checkpoint as ocp
 
-    abstract = jax.eval_shape(lambda: state_to_tree(setup.init()))
-    tree = ocp.StandardCheckpointer().restore(Path(path).resolve(), abstract)
+    path = Path(path).absolute()
+    if not (path.name.isdigit() and (path / ckpt_lib._COMMIT_FILE).exists()):
+        raise ValueError(f"{path} is not a complete checkpoint run_dir/{CKPT_DIR}/<step>")
+    with ocp.StandardCheckpointer() as reader:  # read-only (see latest_checkpoint)
+        tree = reader.restore(path / "state", _target(setup, sharding))
     return tree_to_state(tree)
 
 
@@ -338,22 +467,60 @@ def _floats(metrics: dict) -> dict:
     return {k: float(v) for k, v in metrics.items()}
 
 
+def _config_diff(a: config_lib.Config, b: config_lib.Config) -> list[str]:
+    da, db = dataclasses.asdict(a), dataclasses.asdict(b)
+    return [f"{k}: {da[k]!r} != {db[k]!r}" for k in da if da[k] != db[k]]
+
+
 def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True, probes: bool = True,
-          log: Callable[[dict], None] | None = None, setup: Setup | None = None) -> list[dict]:
+          log: Callable[[dict], None] | None = None, setup: Setup | None = None, resume: bool = False,
+          mesh: jax.sharding.Mesh | None = None) -> list[dict]:
     """Train for ``cfg.steps`` steps; write ``out_dir/{config.json, metrics.jsonl, checkpoints/}``.
 
-    Returns the list of logged records (also in metrics.jsonl). ``setup`` (from :func:`build` of
-    the same config) lets callers share compiled functions between runs.
+    Returns the list of records logged by this call (also appended to metrics.jsonl).
+    ``setup`` (from :func:`build` of the same config) lets callers share compiled functions.
+
+    **Devices.** The state lives on :func:`make_mesh` (all devices; ``sharding`` dp or fsdp) and
+    each batch is sharded over it (:func:`make_parallel`).
+
+    **Checkpoints and resume.** Every ``ckpt_every`` steps and at the end the whole
+    :class:`TrainState` (θ, ψ, AdamW state with its schedule count, teacher state with the EMA
+    count, step, rng) is saved asynchronously as ``checkpoints/<s>`` (keep the newest
+    ``ckpt_keep``), with extras ``{"step": s, "data": {"next_step": s}, "videos_skipped": n}``
+    — batches are indexed by step, so the data-iterator position is the step. A fresh run
+    removes old checkpoints of ``out_dir``. ``resume=True`` requires ``cfg`` to equal
+    ``out_dir/config.json``, restores the newest complete checkpoint ``s`` (or starts at 0 if
+    there is none), keeps the metrics.jsonl lines with ``step < s`` and continues with batch
+    ``s``; the lr / wd schedules (AdamW count) and the momentum schedule (teacher count) come
+    back with the state, so every later record equals that of an uninterrupted run.
+
+    **Faults.** With ``check_finite`` the ``faults`` flags computed inside every jitted step are
+    read one step late (so the host never waits for the step it just dispatched) and at every
+    logged step and save; a non-finite loss, gradient or parameter raises
+    :class:`dualjax.faults.NonFiniteError` naming the step and the quantities, nothing from that
+    step is logged or saved, and in-flight saves of earlier steps are committed first.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(cfg.to_json())
+    lead = jax.process_index() == 0
+    if resume:
+        stored_path = out / "config.json"
+        if not stored_path.is_file():
+            raise ValueError(f"cannot resume: {stored_path} does not exist")
+        stored = config_lib.Config.from_json(stored_path.read_text())
+        if stored != cfg:
+            raise ValueError(f"cannot resume {out} with a different config: {'; '.join(_config_diff(cfg, stored))}")
+    elif lead:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(cfg.to_json())
+        if (out / CKPT_DIR).exists():  # a fresh run overwrites the directory, as it does metrics.jsonl
+            import shutil
+
+            shutil.rmtree(out / CKPT_DIR)
     if setup is None:
         setup = build(cfg)
     elif setup.cfg != cfg:
         raise ValueError("setup was built from a different config")
-    step_fn = jax.jit(setup.train_step, donate_argnums=0)
-    energy_fn = jax.jit(setup.energy)
+    par = make_parallel(setup, mesh)
     encode_fn = make_encode_fn(setup.model)
     pdata = probe_data(cfg) if probes else None
     probe_at = set(probe_schedule(cfg)) if probes else set()
@@ -361,41 +528,68 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     if cfg.ckpt_every:
         ckpt_at |= set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every))
 
-    state = setup.init()
-    batches = data_lib.train_batches(data_lib.make_source(cfg, "train"), setup.masks, cfg.batch_size,
-                                     cfg.data_seed, cfg.steps, worker_count=cfg.worker_count)
-    records: list[dict] = []
+    ckpt = checkpointer(out, cfg.ckpt_keep)
+    writer = ckpt_lib.MetricsWriter(out / "metrics.jsonl")
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=cfg.steps, desc=f"train {cfg.teacher}", unit="step", file=sys.stderr, dynamic_ncols=True)
-    metrics_file = open(out / "metrics.jsonl", "w")
-    t_last, clips_since = time.perf_counter(), 0
     try:
-        for t in range(cfg.steps):
-            batch = device_batch(next(batches))
+        state = par.init()
+        start, skipped = 0, 0
+        if resume:
+            found = ckpt.restore_latest(state_to_tree(state))
+            if found is not None:
+                start, tree, extras = found
+                state = tree_to_state(tree)
+                skipped = int(extras.get("videos_skipped", 0))
+                if int(extras.get("data", {}).get("next_step", start)) != start:
+                    raise ValueError(f"checkpoint {start} has data position {extras['data']} != its step")
+        if lead:
+            writer.truncate(start - 1)  # the records of steps < start: those of the restored state
+        batches = data_lib.train_batches(data_lib.make_source(cfg, "train"), setup.masks, cfg.batch_size,
+                                         cfg.data_seed, cfg.steps, start_step=start, worker_count=cfg.worker_count)
+        records: list[dict] = []
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=start, desc=f"train {cfg.teacher}", unit="step", file=sys.stderr,
+                       dynamic_ncols=True)
+        t_last, clips_since = time.perf_counter(), 0
+        pending = None  # (step, faults flag) not yet read
+        for t in range(start, cfg.steps):
+            host = next(batches)
+            if "skipped" in host:
+                skipped += int(np.sum(host["skipped"]))
+            batch = par.put_batch(host)
             logged = t % cfg.log_every == 0 or t == cfg.steps - 1 or t in probe_at
             record: dict[str, Any] = {"step": t}
             if logged:
-                record["E"] = float(energy_fn(state.theta, state.psi, batch))
+                record["E"] = par.energy(state.theta, state.psi, batch)
             if t in probe_at:
                 res = probe(cfg, encode_fn, probe_params(setup, state), pdata)
                 record.update(probe_top1=res.top1, probe_train_top1=res.train_top1)
                 t_last = time.perf_counter()  # do not charge the probe to throughput
                 clips_since = 0
-            state, metrics = step_fn(state, batch)
+            state, metrics = par.step(state, batch)
             clips_since += cfg.batch_size
+            if cfg.check_finite:
+                if pending is not None:
+                    raise_on_faults(*pending)
+                pending = (t, metrics["faults"])
+            if logged or t + 1 in ckpt_at:
+                if pending is not None:
+                    raise_on_faults(*pending)
+                    pending = None
             if logged:
+                flags = metrics.pop("faults")
                 record.update(_floats(metrics))
+                record["E"] = float(record["E"])
+                record["all_finite"] = int(flags) == 0
+                record["videos_skipped"] = skipped
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0
-                if not math.isfinite(record["F"]):
-                    raise FloatingPointError(f"non-finite F={record['F']} at step {t}")
                 records.append(record)
-                metrics_file.write(json.dumps(record) + "\n")
-                metrics_file.flush()
+                if lead:
+                    writer.write(record)
                 if log:
                     log(record)
                 if bar is not None:
@@ -404,9 +598,19 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             if bar is not None:
                 bar.update(1)
             if t + 1 in ckpt_at:
-                save_checkpoint(out, state)
+                ckpt.save(t + 1, state_to_tree(state),
+                          {"step": t + 1, "data": {"next_step": t + 1}, "videos_skipped": skipped})
+        if pending is not None:
+            raise_on_faults(*pending)
+    except faults.NonFiniteError as err:
+        ckpt.wait()
+        last = ckpt.latest_step()
+        err.add_note(f"run {out}: last good checkpoint "
+                     + (f"{out / CKPT_DIR / str(last)} (resume with --resume)" if last is not None else "none"))
+        raise
     finally:
-        metrics_file.close()
+        writer.close()
+        ckpt.close()
         if bar is not None:
             bar.close()
     return records

@@ -163,7 +163,8 @@ class ViT(nnx.Module):
     def __call__(self, x_BxTxHxWxC: jax.Array, keep_BxK: jax.Array | None = None) -> jax.Array:
         tok = self.embed(x_BxTxHxWxC)
         B = tok.shape[0]
-        x_BxNxD = tok.reshape(B, -1, self.width) + sincos_3d(self.grid, self.width)
+        # positions in the compute dtype: a float32 constant would promote a bf16 forward to float32
+        x_BxNxD = tok.reshape(B, -1, self.width) + sincos_3d(self.grid, self.width).astype(tok.dtype)
         if keep_BxK is not None:
             x_BxNxD = gather_tokens(x_BxNxD, keep_BxK)
         for block in self.blocks:

@@ -1,0 +1,265 @@
+"""The V-JEPA trainer at scale: exact resume after a SIGKILL during a save, 8-device data-parallel
+and FSDP steps equal to one device, bf16 compute, a planted NaN, video-list data with skips.
+
+The kill test runs the trainer in child processes (this file run as a script, see the bottom).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import jax
+import numpy as np
+import pytest
+
+from dualjax import faults
+from dualjax.vjepa import data, train, video
+from dualjax.vjepa.config import Config
+
+# A tiny model (token grid 2×4×4) whose run compiles in seconds; EMA teacher and a warmup so that
+# the momentum, lr and wd schedules all change from step to step (a resume at the wrong step shows).
+CFG = Config(
+    frames=4, size=16, tubelet=2, patch=4, num_train=64, num_heldout=32,
+    model="tiny", width=32, depth=1, heads=2, pred_width=16, pred_depth=1, pred_heads=2,
+    mask_blocks=(8,), mask_scales=(0.15,),
+    teacher="ema", momentum_start=0.9, steps=8, batch_size=8, warmup_steps=3,
+    lr=1e-3, start_lr=1e-4, final_lr=1e-5, log_every=1, ckpt_every=2, ckpt_keep=2, num_devices=1,
+)
+TIMING = ("clips_per_s",)  # wall-clock throughput: the only key that may differ between runs
+
+
+def _child_env(cache_dir=None):
+    env = dict(os.environ)
+    if cache_dir is not None:  # the resumed child reuses the first child's compiled executables
+        env.update(JAX_COMPILATION_CACHE_DIR=str(cache_dir), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                   JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    env.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    env.setdefault("NPROC", "16")
+    env.pop("JAX_ENABLE_X64", None)
+    return env
+
+
+def _child(*args, cache_dir=None):
+    return subprocess.Popen([sys.executable, __file__, *map(str, args)], env=_child_env(cache_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k not in TIMING}
+            for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_sigkill_during_a_save_then_resume_equals_uninterrupted_run(tmp_path):
+    ref_dir, run_dir, cache = tmp_path / "ref", tmp_path / "run", tmp_path / "xla-cache"
+    # one child runs the uninterrupted reference, then (same compiled step) the run that SIGKILLs
+    # itself inside orbax's finalize of checkpoint 6: its files are written, the committing
+    # rename is pending
+    killed = _child(run_dir, "kill-in-finalize", 6, ref_dir, cache_dir=cache)
+    out_killed = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, out_killed[1][-3000:]
+    assert (ref_dir / "checkpoints" / str(CFG.steps)).is_dir()  # the reference run finished
+    ckdir = run_dir / train.CKPT_DIR
+    assert sorted(p.name for p in ckdir.iterdir() if p.name.isdigit()) == ["2", "4"]  # 6 never committed
+    assert any(".orbax-checkpoint-tmp" in p.name for p in ckdir.iterdir())  # the torn save
+    before = _lines(run_dir / "metrics.jsonl")
+    assert before[-1]["step"] >= 5  # records beyond checkpoint 4 exist and must be dropped on resume
+    resumed = _child(run_dir, "resume", cache_dir=cache)
+    out = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out[1][-3000:]
+    got, want = _lines(run_dir / "metrics.jsonl"), _lines(ref_dir / "metrics.jsonl")
+    assert [r["step"] for r in want] == list(range(CFG.steps))
+    assert got == want  # every float bit-for-bit equal (same program, same CPU)
+    assert len({r["momentum"] for r in want}) == CFG.steps and len({r["lr"] for r in want}) == CFG.steps
+    assert json.loads(out[0])["steps"] == CFG.steps  # the CLI summary covers the whole run
+    ckpts = sorted(int(p.name) for p in ckdir.iterdir() if p.name.isdigit())
+    assert ckpts == [6, 8]  # keep-last-2 after the resumed run, torn save removed
+    assert not any(".orbax-checkpoint-tmp" in p.name for p in ckdir.iterdir())
+
+
+def test_resume_refuses_a_different_config(tmp_path, capsys):
+    from dualjax.cli import main
+
+    (tmp_path / "config.json").write_text(CFG.to_json())
+    with pytest.raises(ValueError, match="steps: 9 != 8"):
+        train.train(dataclasses.replace(CFG, steps=9), tmp_path, progress=False, probes=False, resume=True)
+    assert main(["train", "--resume", str(tmp_path), "--set", "steps=9"]) == 2
+    assert "do not combine it with --config, --set" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere/config.json does not exist" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x"), "--coordinator", "127.0.0.1:1", "--num-processes", "2"]) == 2
+    assert "process_id=None" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- devices
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+@pytest.fixture(scope="module")
+def one_device():
+    """One step of CFG on one device: (setup, batch, state_0, state_1, metrics)."""
+    cfg = dataclasses.replace(CFG, num_devices=0)
+    setup = train.build(cfg)
+    batch = train.device_batch(next(data.train_batches(data.make_source(cfg, "train"), setup.masks,
+                                                       cfg.batch_size, cfg.data_seed, cfg.steps)))
+    state0 = setup.init()
+    state1, metrics = jax.jit(setup.train_step)(state0, batch)
+    return cfg, batch, state0, state1, metrics
+
+
+@pytest.mark.parametrize("sharding", ["dp", "fsdp"])
+def test_step_on_8_devices_equals_one_device(one_device, sharding):
+    cfg, batch, state0, state1, metrics = one_device
+    assert jax.device_count() == 8
+    setup = train.build(dataclasses.replace(cfg, sharding=sharding, fsdp_min_size=256))
+    par = train.make_parallel(setup)
+    assert par.mesh.size == 8
+    specs = [s.spec for s in jax.tree.leaves(par.state_sharding)]
+    if sharding == "fsdp":  # the large kernels (and their Adam moments, EMA copy) are split
+        assert sum(any(a is not None for a in spec) for spec in specs) >= 10
+    else:
+        assert all(all(a is None for a in spec) for spec in specs)
+    state = par.init()
+    _close(state, state0, rtol=0, atol=0)  # same initial values, laid out over the mesh
+    dbatch = par.put_batch(batch)
+    assert dbatch["clip"].sharding.spec[0] == "data"
+    new, m = par.step(state, dbatch)
+    for k in ("F", "grad_norm", "d_theta", "d_psi", "d_xi", "lr", "momentum"):
+        np.testing.assert_allclose(m[k], metrics[k], rtol=1e-5, err_msg=k)
+    _close(new, state1)
+    assert jax.tree.leaves(new.theta)[0].sharding == jax.tree.leaves(par.state_sharding.theta)[0]
+
+
+@pytest.mark.slow
+def test_two_process_job_through_the_cli_matches_one_process(tmp_path):
+    """``dualjax train --coordinator 127.0.0.1:PORT --num-processes 2 --process-id I``: two
+    processes with 2 CPU devices each (gloo) train one 4-device data-parallel model."""
+    cfg = dataclasses.replace(CFG, steps=3, warmup_steps=1, num_devices=0, ckpt_every=0)
+    (tmp_path / "cfg.py").write_text(f"from dualjax.vjepa.config import Config\nCONFIG = {cfg!r}\n")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**_child_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "dualjax.cli", "train", "--config", str(tmp_path / "cfg.py"), "--out",
+         str(tmp_path / "run"), "--no-probe", "--no-progress", "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "2", "--process-id", str(i)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    assert "process 1/2" in outs[1][1] and "4 devices" in outs[1][1]
+    assert "F_last" in outs[0][0] and "F_last" not in outs[1][0]  # only process 0 writes summary, metrics
+    got = _lines(tmp_path / "run" / "metrics.jsonl")
+    want = train.train(dataclasses.replace(cfg, num_devices=4), tmp_path / "one", progress=False, probes=False)
+    assert [r["step"] for r in got] == [0, 1, 2]
+    for g, w in zip(got, want):
+        for k in ("F", "E", "d_theta", "d_psi", "grad_norm"):
+            np.testing.assert_allclose(g[k], w[k], rtol=1e-5, err_msg=k)
+    assert (tmp_path / "run" / train.CKPT_DIR / str(cfg.steps)).is_dir()
+
+
+def test_bf16_compute_keeps_float32_parameters(one_device):
+    cfg, batch, state0, _, metrics = one_device
+    setup = train.build(dataclasses.replace(cfg, compute_dtype="bfloat16"))
+    new, m = jax.jit(setup.train_step)(state0, batch)
+    assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves((new.theta, new.psi, new.opt_state))
+               if np.issubdtype(leaf.dtype, np.floating))
+    # bf16 has 8 mantissa bits: the loss agrees to ~1e-2, and is not the float32 value
+    np.testing.assert_allclose(m["F"], metrics["F"], rtol=3e-2)
+    assert m["F"] != metrics["F"] and int(m["faults"]) == 0
+
+
+# ---------------------------------------------------------------------------- faults
+
+def test_planted_nan_stops_with_step_and_quantity_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = dataclasses.replace(CFG, steps=6, debug_nan_step=3, log_every=2)
+    with pytest.raises(faults.NonFiniteError, match=r"non-finite F \(loss\), gradients, parameters at step 3") as info:
+        train.train(cfg, tmp_path, progress=False, probes=False)
+    assert info.value.step == 3
+    assert "last good checkpoint" in "\n".join(getattr(info.value, "__notes__", []))
+    # step 3 is not a logged step: the per-step flag caught it, and nothing of step 3 was written
+    assert [r["step"] for r in train.read_metrics(tmp_path)] == [0, 2]
+    ckpt = train.latest_checkpoint(tmp_path)
+    assert ckpt.name == "2"
+    state = train.restore_checkpoint(ckpt, train.build(cfg))
+    assert int(state.step) == 2 and not faults.nonfinite_names(train.state_to_tree(state))
+
+
+# ---------------------------------------------------------------------------- video lists
+
+def _write_mp4(path, level: int, frames: int = 8, h: int = 24, w: int = 32) -> None:
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for t in range(frames):
+            img = np.full((h, w, 3), (level + 9 * t) % 256, np.uint8)
+            for packet in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(packet)
+        for packet in s.encode():
+            c.mux(packet)
+
+
+def test_video_lists_train_and_count_skipped_videos(tmp_path):
+    for i in range(3):
+        _write_mp4(tmp_path / f"v{i}.mp4", 40 * i)
+    (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
+    video.write_list(tmp_path / "train.txt", [("v0.mp4", 0), ("corrupt.mp4", 1), ("v1.mp4", 1),
+                                              ("missing.mp4", 0), ("v2.mp4", 2)])
+    video.write_list(tmp_path / "bad.txt", [("corrupt.mp4", 1), ("missing.mp4", 0), ("gone.mp4", 0), ("lost.mp4", 2)])
+    cfg = dataclasses.replace(CFG, dataset="video", train_lists=(str(tmp_path / "train.txt"),), frame_step=2,
+                              steps=2, batch_size=4, warmup_steps=0, ckpt_every=0)
+    with pytest.warns(video.VideoSkipWarning):
+        records = train.train(cfg, tmp_path / "run", progress=False, probes=False)
+    # the expected count, element by element from the same dataset (batches are indexed by step)
+    setup = train.build(cfg)
+    ds = data.train_dataset(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
+    want = np.cumsum([int(ds[t]["skipped"].sum()) for t in range(cfg.steps)])
+    assert want[-1] >= 2  # both bad entries are met in the first epoch (5 entries, 8 clips)
+    assert [r["videos_skipped"] for r in records] == list(want)
+    assert all(np.isfinite(r["F"]) for r in records)
+
+    bad = dataclasses.replace(cfg, train_lists=(str(tmp_path / "bad.txt"),))
+    with pytest.raises(video.NoReadableVideoError, match="none of the 4 videos in list .*bad.txt"):
+        train.train(bad, tmp_path / "bad", progress=False, probes=False)
+
+
+# ---------------------------------------------------------------------------- child processes
+
+def _main(out: str, mode: str, arg: str | None = None, ref: str | None = None) -> None:
+    if mode == "resume":
+        from dualjax.cli import main
+
+        sys.exit(main(["train", "--resume", out, "--no-probe", "--no-progress"]))
+    if mode != "kill-in-finalize":
+        raise SystemExit(f"unknown mode {mode!r}")
+    from orbax.checkpoint._src.path import atomicity
+
+    setup = train.build(CFG)
+    train.train(CFG, ref, progress=False, probes=False, setup=setup)  # uninterrupted reference
+    original = atomicity.AtomicRenameTemporaryPath.finalize
+
+    async def finalize(self, *args, **kwargs):
+        if self._final_path.name == arg and Path(self._final_path).parent.parent == Path(out).absolute():
+            os.kill(os.getpid(), signal.SIGKILL)
+        return await original(self, *args, **kwargs)
+
+    atomicity.AtomicRenameTemporaryPath.finalize = finalize
+    train.train(CFG, out, progress=False, probes=False, setup=setup)
+
+
+if __name__ == "__main__":
+    _main(*sys.argv[1:])
