@@ -37,7 +37,9 @@ from dualjax.vjepa import train as vtrain
 
 out = Path(os.environ.get("DUALJAX_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="vjepa_nb_"))
 steps = 20 if SMALL else 150
-overrides = dict(log_every=5, probe_steps=50, num_train=256, num_heldout=128, probe_train_clips=256) if SMALL else {}
+overrides = dict(num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
+if SMALL:
+    overrides.update(log_every=5, probe_steps=50, num_train=256, num_heldout=128, probe_train_clips=256)
 
 # %% [markdown]
 # ## Train SG and EMA from the same initialisation and data
