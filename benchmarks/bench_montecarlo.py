@@ -175,9 +175,9 @@ def main(argv=None) -> int:
         tr, sl = fns["fill"](jax.random.PRNGKey(0), idx, jax.numpy.ones(1024, bool))
         cost = fns["advance"].lower(tr, sl).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        # the cost analysis counts the loop body once: flops per slot per step, *as executed*
-        # (XLA splits the step into several fusions that recompute shared terms)
-        flops_xla = float(cost.get("flops", float("nan"))) / 1024
+        # the cost analysis counts the loop body (ADVANCE_UNROLL steps) once: flops per slot per
+        # step, *as executed* (XLA splits the step into several fusions that recompute shared terms)
+        flops_xla = float(cost.get("flops", float("nan"))) / (1024 * mc.ADVANCE_UNROLL["sg"])
     n = cfg.n
     # essential flops (see docs/montecarlo.md): 3 mat-vecs, outer product, updates, E, norms
     flops_hand = {"sg": 17 * n * n + 20 * n + 12, "ema": 17 * n * n + 30 * n + 22}
