@@ -166,12 +166,31 @@ class StepState(NamedTuple):
     teacher: TeacherState
 
 
+def apply_update(rule: TeacherRule, tx: optax.GradientTransformation, state: StepState, grads) -> tuple[StepState, dict]:
+    """One move of a rule given the gradients of F at ``state``: ``tx`` moves (θ, ψ) to (θ_t, ψ_t),
+    then the teacher advances with θ_t. Returns the new state and the increments
+    ``d_theta = ‖θ_t − θ_{t−1}‖``, ``d_psi``, ``d_xi`` (ξ as the rule plugs it into F)."""
+    updates, opt_state = tx.update(grads, state.opt_state, (state.theta, state.psi))
+    theta, psi = optax.apply_updates((state.theta, state.psi), updates)
+    teacher = rule.advance(theta, state.teacher)
+    xi_old = rule.teacher(state.theta, state.teacher)
+    xi_new = rule.teacher(theta, teacher)
+    norm = optax.tree_utils.tree_norm
+    increments = {
+        "d_theta": norm(jax.tree_util.tree_map(jnp.subtract, theta, state.theta)),
+        "d_psi": norm(jax.tree_util.tree_map(jnp.subtract, psi, state.psi)),
+        "d_xi": norm(jax.tree_util.tree_map(jnp.subtract, xi_new, xi_old)),
+    }
+    return StepState(theta, psi, opt_state, teacher), increments
+
+
 def make_step(F: Callable[..., jax.Array], rule: TeacherRule, tx: optax.GradientTransformation):
     """An ``(init, step)`` pair driving (θ, ψ) with ``tx`` and ξ with ``rule``.
 
     ``step(state, batch) -> (state, metrics)`` computes F(θ_{t−1}, ψ_{t−1}, ξ_{t−1}) and its
-    gradient, applies ``tx``, then advances the teacher with θ_t. ``metrics`` holds ``F``
-    (before the step) and the increments ``d_theta = ‖θ_t − θ_{t−1}‖``, ``d_psi``, ``d_xi``.
+    gradient, applies ``tx``, then advances the teacher with θ_t (:func:`apply_update`).
+    ``metrics`` holds ``F`` (before the step), the increments ``d_theta``, ``d_psi``, ``d_xi``
+    and ``grad_norm``.
     """
     grad_fn = loss_and_grads(rule, F)
 
@@ -180,19 +199,8 @@ def make_step(F: Callable[..., jax.Array], rule: TeacherRule, tx: optax.Gradient
 
     def step(state: StepState, batch: Any) -> tuple[StepState, dict[str, jax.Array]]:
         value, grads = grad_fn(state.theta, state.psi, state.teacher, batch)
-        updates, opt_state = tx.update(grads, state.opt_state, (state.theta, state.psi))
-        theta, psi = optax.apply_updates((state.theta, state.psi), updates)
-        teacher = rule.advance(theta, state.teacher)
-        xi_old = rule.teacher(state.theta, state.teacher)
-        xi_new = rule.teacher(theta, teacher)
-        metrics = {
-            "F": value,
-            "d_theta": optax.tree_utils.tree_norm(jax.tree_util.tree_map(jnp.subtract, theta, state.theta)),
-            "d_psi": optax.tree_utils.tree_norm(jax.tree_util.tree_map(jnp.subtract, psi, state.psi)),
-            "d_xi": optax.tree_utils.tree_norm(jax.tree_util.tree_map(jnp.subtract, xi_new, xi_old)),
-            "grad_norm": optax.tree_utils.tree_norm(grads),
-        }
-        return StepState(theta, psi, opt_state, teacher), metrics
+        new_state, increments = apply_update(rule, tx, state, grads)
+        return new_state, {"F": value, **increments, "grad_norm": optax.tree_utils.tree_norm(grads)}
 
     return init, step
 

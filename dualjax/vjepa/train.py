@@ -230,16 +230,12 @@ def build(cfg: config_lib.Config) -> Setup:
             poison = jnp.where(state.step == cfg.debug_nan_step, jnp.nan, 0.0).astype(value.dtype)
             value = value + poison
             g_theta, g_psi = jax.tree.map(lambda g: g + poison.astype(g.dtype), (g_theta, g_psi))
-        updates, opt_state = tx.update((g_theta, g_psi), state.opt_state, (state.theta, state.psi))
-        theta, psi = optax.apply_updates((state.theta, state.psi), updates)
-        teacher = rule.advance(theta, state.teacher)
-        xi_old = rule.teacher(state.theta, state.teacher)
-        xi_new = rule.teacher(theta, teacher)
+        moved, increments = rules.apply_update(
+            rule, tx, rules.StepState(state.theta, state.psi, state.opt_state, state.teacher), (g_theta, g_psi))
+        theta, psi, opt_state, teacher = moved
         metrics = {
             "F": value,
-            "d_theta": _norm(jax.tree.map(jnp.subtract, theta, state.theta)),
-            "d_psi": _norm(jax.tree.map(jnp.subtract, psi, state.psi)),
-            "d_xi": _norm(jax.tree.map(jnp.subtract, xi_new, xi_old)),
+            **increments,
             "grad_norm": _norm((g_theta, g_psi)),
             "grad_norm_theta": _norm(g_theta),
             "grad_norm_psi": _norm(g_psi),
