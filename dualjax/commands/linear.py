@@ -103,19 +103,15 @@ def _figure(curves, summary, path):
     if "r2" in summary and np.isfinite(summary["r2"]):
         ax1.axhline(summary["r2"], color="k", ls="--", lw=0.8, label="outer sphere r₂ (stable)")
         ax1.axhline(summary["r1"], color="k", ls=":", lw=0.8, label="inner sphere r₁ (saddle)")
-    ax1.set_xscale("symlog", linthresh=10)
-    ax1.set_xlim(left=0)
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("‖A_t‖")
-    ax1.set_title("encoder norm: plain collapses (Lemma 4.3), SG/EMA do not")
-    ax1.legend(fontsize=8)
     ax2.axhline(summary["E0"], color="k", lw=0.6, ls="--", label="E(θ₀, ψ₀)")
-    ax2.set_xscale("symlog", linthresh=10)
-    ax2.set_xlim(left=0)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("E(θ_t, ψ_t)")
-    ax2.set_title("E along the run: SG/EMA increase it (Prop 3.1)")
-    ax2.legend(fontsize=8)
+    for ax, ylabel, title in [(ax1, "‖A_t‖", "encoder norm: plain collapses (Lemma 4.3), SG/EMA do not"),
+                              (ax2, "E(θ_t, ψ_t)", "E along the run: SG/EMA increase it (Prop 3.1)")]:
+        ax.set_xscale("symlog", linthresh=10)  # linear near step 0, where E dips, log afterwards
+        ax.set_xlim(left=0)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.legend(fontsize=8)
     fig.suptitle(f"linear model n={summary['n']}, m={summary['m']}, λ={summary['lam']}, η={summary['eta']}, α={summary['alpha']}")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
