@@ -3,16 +3,18 @@
 Everything in one run, on this machine, with the study's default settings (n = 2, η = 0.05,
 α = 0.99, PyTorch-style init, budget 60,000 steps, tol 1e-8, float64):
 
-* ours: :func:`dualjax.linear.montecarlo.study` (fast engine, slot pool), 10,000 trials each
-  for SG and EMA, timed after a warm-up that compiles (compile time reported separately);
-  ours and NumPy are the best of ``--repeats`` timings;
+* ours: :func:`dualjax.linear.montecarlo.study` on one device, 10,000 trials each for SG and
+  EMA, with the compiled CPU kernel (``engine="kernel"``, the default on CPUs) and with the
+  XLA closed form (``engine="fast"``, the default on a GPU, where it is the only row), timed
+  after a warm-up that compiles (compile time reported separately); ours and NumPy are the best
+  of ``--repeats`` timings; every implementation here uses one core;
 * NumPy: the same algorithm vectorized over trials (closed-form step, the same stopping rule,
   active trials compacted every 256 steps);
 * Python loop: one trial at a time, NumPy on 2-vectors, on a subset, extrapolated by steps;
 * the arithmetic limit: flops per trial-step (XLA's cost analysis of the compiled step,
   cross-checked by hand) × total trial-steps / peak flops (measured single-core float64 DGEMM);
-* 1,000,000 SG trials in a subprocess (chunked pool; its peak RSS, and the RSS of a 10,000
-  trial subprocess for comparison).
+* 1,000,000 SG trials in a subprocess per engine (chunked pool; its peak RSS, and the RSS of a
+  10,000 trial subprocess for comparison).
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_montecarlo.py [--million] [--loop-trials 20]
 """
@@ -106,21 +108,31 @@ def peak_dgemm_gflops(size=2000, reps=3):
     return 2 * size**3 / best / 1e9
 
 
-def _child(trials, rule, max_steps):
+def _child(trials, rule, max_steps, engine):
     """Run a study in this (child) process and print its timing as JSON."""
     from dualjax.linear import montecarlo as mc
 
     cfg = mc.Config(max_steps=max_steps)
     t = time.perf_counter()
-    res = mc.study(trials, [rule], cfg, seed=0, chunk=4096)[rule]
+    res = mc.study(trials, [rule], cfg, seed=0, chunk=4096, engine=engine)[rule]
     dt = time.perf_counter() - t
     print(json.dumps({"trials": trials, "seconds": dt, "steps": int(res["steps"].sum()),
                       "outer": float((res["outcome"] == 0).mean()),
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                      "maxrss_mb": peak_rss_mb()}))
 
 
-def child_run(trials, rule="sg", max_steps=60_000):
-    out = subprocess.run([sys.executable, __file__, "--child", str(trials), rule, str(max_steps)],
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM). Not ``getrusage``: Linux carries ru_maxrss over
+    from the parent through fork and exec, so a child would report the benchmark's own peak."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_run(trials, rule="sg", max_steps=60_000, engine="auto"):
+    out = subprocess.run([sys.executable, __file__, "--child", str(trials), rule, str(max_steps), engine],
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -131,10 +143,10 @@ def main(argv=None) -> int:
     p.add_argument("--loop-trials", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2, help="best of this many timings (shared machines)")
     p.add_argument("--million", action="store_true", help="also run 1,000,000 SG trials (minutes)")
-    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        _child(int(args.child[0]), args.child[1], int(args.child[2]))
+        _child(int(args.child[0]), args.child[1], int(args.child[2]), args.child[3])
         return 0
 
     import jax
@@ -146,34 +158,44 @@ def main(argv=None) -> int:
           f"x{len(jax.devices())}; settings {cfg}")
     rows = []
     with jax.enable_x64(True):
-        # ---- ours
+        # ---- ours: the compiled CPU kernel (the default on CPUs) and the XLA engine (any device)
+        platform = jax.devices()[0].platform
+        engines = ["kernel", "fast"] if platform == "cpu" and mc.kernel.AVAILABLE else ["fast"]
+        where = "1 CPU core" if platform == "cpu" else jax.devices()[0].device_kind
+        label = {"kernel": f"ours (compiled kernel, numba, {where})", "fast": f"ours (JAX/XLA fast engine, {where})"}
         t = time.perf_counter()
-        mc.study(256, ["sg", "ema"], cfg, seed=99)  # compile (pool sizes of a 10k run are compiled below too)
+        for engine in engines:
+            mc.study(256, ["sg", "ema"], cfg, seed=99, engine=engine, devices=1)  # compile
         compile_s = time.perf_counter() - t
-        ours, steps_total, ours_steps = {}, {}, {}
+        ours, steps_total, ours_steps, by_engine = {}, {}, {}, {}
         for rule in ("sg", "ema"):
-            mc.study(args.trials, [rule], cfg, seed=1)  # warm-up: compiles every pool size
-            ours[rule] = np.inf
-            for _ in range(args.repeats):  # best of: the machine is shared
-                t = time.perf_counter()
-                res = mc.study(args.trials, [rule], cfg, seed=0)[rule]
-                ours[rule] = min(ours[rule], time.perf_counter() - t)
-            steps_total[rule] = int(res["steps"].sum())
-            ours_steps[rule] = res["steps"]
+            for engine in engines:
+                mc.study(args.trials, [rule], cfg, seed=1, engine=engine, devices=1)  # warm-up: every pool size
+                best = np.inf
+                for _ in range(args.repeats):  # best of: the machine is shared
+                    t = time.perf_counter()
+                    res = mc.study(args.trials, [rule], cfg, seed=0, engine=engine, devices=1)[rule]
+                    best = min(best, time.perf_counter() - t)
+                by_engine[engine, rule] = best
+                if engine == engines[0]:
+                    ours[rule], steps_total[rule], ours_steps[rule] = best, int(res["steps"].sum()), res["steps"]
+                else:
+                    same = np.mean(res["steps"] == ours_steps[rule]) * 100
+                    print(f"  {engine} vs {engines[0]} ({rule}): identical step counts for {same:.2f}% of trials")
+                rows.append((label[engine], rule, args.trials, best, "measured"))
+                print(f"ours {engine} {rule}: {best:.3f} s, {int(res['steps'].sum()):.3g} trial-steps "
+                      f"({res['steps'].sum() / best:.3g}/s), mean steps {res['steps'].mean():.0f}", flush=True)
             if rule == "sg":
                 sample = jax.jit(jax.vmap(lambda i: mc.sample_trial(jax.random.PRNGKey(0), i, cfg)))(
                     jax.numpy.arange(args.trials))
                 data = [np.asarray(x) for x in sample[1:]]
-            rows.append(("ours (JAX, fast engine, pool)", rule, args.trials, ours[rule], "measured"))
-            print(f"ours {rule}: {ours[rule]:.2f} s, {steps_total[rule]:.3g} trial-steps "
-                  f"({steps_total[rule] / ours[rule]:.3g}/s), mean steps {res['steps'].mean():.0f}", flush=True)
 
         # ---- flops per trial-step: XLA cost analysis of one compiled pool block
         fns = mc._pool_functions("fast", "sg", cfg, 256, jax.sharding.NamedSharding(
             mc.make_mesh(1), jax.sharding.PartitionSpec("trials")))
         idx = jax.numpy.arange(1024, dtype=jax.numpy.int32)
-        tr, sl = fns["fill"](jax.random.PRNGKey(0), idx, jax.numpy.ones(1024, bool))
-        cost = fns["advance"].lower(tr, sl).compile().cost_analysis()
+        pool = fns["fill"](jax.random.PRNGKey(0), np.asarray(idx), np.ones(1024, bool))
+        cost = fns["advance"].lower(pool).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         # the cost analysis counts the loop body (ADVANCE_UNROLL steps) once: flops per slot per
         # step, *as executed* (XLA splits the step into several fusions that recompute shared terms)
@@ -216,24 +238,25 @@ def main(argv=None) -> int:
     print(f"peak: {peak:.1f} GFLOP/s float64 DGEMM, 1 core (OPENBLAS_NUM_THREADS="
           f"{os.environ.get('OPENBLAS_NUM_THREADS', 'unset')})")
 
-    print("\n| implementation | rule | trials | seconds | trials/s | ours is × faster | note |")
+    print(f"\n| implementation | rule | trials | seconds | trials/s | {engines[0]} is × faster | note |")
     print("|---|---|---|---|---|---|---|")
     for name, rule, trials, sec, note in rows:
-        print(f"| {name} | {rule} | {trials} | {sec:.2f} | {trials / sec:.4g} | {sec / ours[rule]:.1f} | {note} |")
+        print(f"| {name} | {rule} | {trials} | {sec:.3f} | {trials / sec:.4g} | {sec / ours[rule]:.1f} | {note} |")
     for rule in ("sg", "ema"):
+        vs = ", ".join(f"{e} {by_engine[e, rule] / limit[rule]:.1f}×" for e in engines)
         print(f"| arithmetic limit ({flops_hand[rule]} flop/step × {steps_total[rule]:.3g} steps / {peak:.0f} GFLOP/s)"
               f" | {rule} | {args.trials} | {limit[rule]:.3f} | {args.trials / limit[rule]:.4g} | "
-              f"{limit[rule] / ours[rule]:.2f} (ours is {ours[rule] / limit[rule]:.1f}× the limit) | estimate |")
-    print(f"\ncompile (first call, 256 trials, both rules): {compile_s:.1f} s")
+              f"time / limit: {vs} | estimate |")
+    print(f"\ncompile (first calls, 256 trials, both rules, {' and '.join(engines)}): {compile_s:.1f} s")
 
     if args.million:
-        small = child_run(10_000)
-        big = child_run(1_000_000)
-        print("\n| SG trials (subprocess) | seconds | trials/s | peak RSS (MB) | outer fraction |")
-        print("|---|---|---|---|---|")
-        for r in (small, big):
-            print(f"| {r['trials']} | {r['seconds']:.1f} | {r['trials'] / r['seconds']:.4g} | {r['maxrss_mb']:.0f} |"
-                  f" {r['outer']:.4f} |")
+        print("\n| engine | SG trials (subprocess) | seconds (incl. compile) | trials/s | peak RSS (MB) | outer fraction |")
+        print("|---|---|---|---|---|---|")
+        for engine in engines:
+            for trials in (10_000, 1_000_000):
+                r = child_run(trials, engine=engine)
+                print(f"| {engine} | {r['trials']} | {r['seconds']:.1f} | {r['trials'] / r['seconds']:.4g} | "
+                      f"{r['maxrss_mb']:.0f} | {r['outer']:.4f} |", flush=True)
     return 0
 
 

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -210,16 +212,17 @@ assert {c["rule"] for c in cases} == {"sg", "ema"}
 
 # %% [markdown]
 # ## Same numbers on 1 device or all of them
-# The slot axis of the pool is sharded over a 1-D mesh `('trials',)`. Every slot's arithmetic is elementwise, and trial $i$
-# depends only on `fold_in(key, i)`. So a trial's outcome, step count and $E$/$F$ flags cannot depend on the number of devices
-# or on the pool size (`chunk`). We rerun the first trials on one device and on all devices (same pool of 32 slots per
-# device) and require identical columns. We then compare them with the main run, which used a much larger pool.
+# The main run used the compiled CPU kernel (`engine="auto"` picks it on a CPU; `dualjax/linear/kernel.py`). The XLA
+# engine (`fast`, the one that runs on a GPU or TPU) shards the slot axis of the pool over a 1-D mesh `('trials',)`. Every
+# slot's arithmetic is elementwise, and trial $i$ depends only on `fold_in(key, i)`. So a trial's outcome, step count and
+# $E$/$F$ flags cannot depend on the number of devices or on the pool size (`chunk`). We rerun the first trials with the XLA
+# engine on one device and on all devices (same pool of 32 slots per device) and require identical columns.
 # The test suite has 8 simulated CPU devices; a plain notebook usually has 1.
 
 # %%
 check_n, ndev = 256, jax.device_count()
-one_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=1, chunk=32)
-all_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=ndev, chunk=32) if ndev > 1 else one_dev
+one_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=1, chunk=32, engine="fast")
+all_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=ndev, chunk=32, engine="fast") if ndev > 1 else one_dev
 frac = lambda cols: {o: float(np.mean(cols["outcome"] == i)) for i, o in enumerate(mc.OUTCOMES)}  # noqa: E731
 for rule in ("sg", "ema"):
     for name, col in one_dev[rule].items():
@@ -229,18 +232,19 @@ for rule in ("sg", "ema"):
 print("1 device vs all: every column identical" if ndev > 1 else
       "only 1 device here (set XLA_FLAGS=--xla_force_host_platform_device_count=8 before starting the kernel to compare)")
 
-# against the main run (pool of up to 2048 slots): outcomes, steps and flags are bitwise equal; the final ‖a‖,
-# recomputed in `classify`, may differ in the last bit with the pool size (XLA vectorizes the reduction differently)
-worst = 0.0
+# %% [markdown]
+# The kernel does the XLA engine's arithmetic in the same order, so the two agree trial for trial, up to XLA rounding
+# an expression differently now and then (it can contract a multiply-add): on the full 10,000-trial study all SG runs
+# are bitwise identical and 0.15 % of the EMA runs differ in their step count.
+
+# %%
 for rule in ("sg", "ema"):
-    for name, col in one_dev[rule].items():
-        ref = results[rule][name][:check_n]
-        if name == "final_norm":
-            worst = max(worst, float(np.max(np.abs(col - ref) / np.maximum(np.abs(ref), 1e-300))))
-        else:
-            assert np.array_equal(col, ref, equal_nan=True), (rule, name)
-print(f"largest relative difference of final ‖a‖ vs the main run: {worst:.1e}")
-assert worst <= 4 * np.finfo(np.float64).eps
+    ker = {name: col[:check_n] for name, col in results[rule].items()}
+    same_steps = np.mean(one_dev[rule]["steps"] == ker["steps"])
+    same_outcome = np.mean(one_dev[rule]["outcome"] == ker["outcome"])
+    print(f"{rule.upper()}: kernel vs XLA, identical step counts {100 * same_steps:.1f}%, identical verdicts "
+          f"{100 * same_outcome:.1f}% of {check_n} trials")
+    assert same_steps >= 0.98 and same_outcome >= 0.99
 
 # %% [markdown]
 # ## Sensitivity: init scale $s$ and teacher momentum $\alpha$

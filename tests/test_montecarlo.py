@@ -69,13 +69,14 @@ def _hand_picked():
     return list(cases), batch, (0.2, 1.0)
 
 
+@pytest.mark.parametrize("engine", ["kernel", "fast", "rules"])
 @pytest.mark.parametrize("rule", ["sg", "ema"])
-def test_classification_one_instance_per_outcome(rule):
+def test_classification_one_instance_per_outcome(rule, engine):
     names, batch, (r1, r2) = _hand_picked()
     cfg = HAND_CFG
     # the radii used above are Prop 4.11's closed form
     np.testing.assert_allclose(spheres.radii(0.5, 0.6, 0.1), (r1, r2), rtol=1e-14)
-    res = mc.run_points(batch, rule, cfg)
+    res = mc.run_points(batch, rule, cfg, engine=engine)
     assert [mc.OUTCOMES[int(o)] for o in res["outcome"]] == names
 
     # the same verdicts from the foundation's own loop (dynamics.run_discrete)
@@ -108,11 +109,12 @@ def test_run_trial_is_a_pure_vmappable_function():
 
 
 def test_fixed_seed_results_identical_on_1_and_8_devices():
+    """The XLA pool sharded over 8 devices (the kernel's host pool is checked in test_montecarlo_kernel)."""
     assert len(jax.devices()) >= 8
     key = jax.random.PRNGKey(11)
     for rule in ("sg", "ema"):
-        one = mc.run_trials(key, 96, rule, SMALL, devices=1, chunk=32, block=128)
-        eight = mc.run_trials(key, 96, rule, SMALL, devices=8, chunk=8, block=128)
+        one = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=1, chunk=32, block=128)
+        eight = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=8, chunk=8, block=128)
         for name in one:
             np.testing.assert_array_equal(one[name], eight[name], err_msg=f"{rule}:{name}")
         s1, s8 = mc.summarize(one), mc.summarize(eight)
@@ -164,11 +166,12 @@ def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg):
     return out, steps
 
 
+@pytest.mark.parametrize("engine", ["kernel", "fast"])
 @pytest.mark.parametrize("rule", ["sg", "ema"])
-def test_fractions_match_independent_numpy_simulation(rule):
+def test_fractions_match_independent_numpy_simulation(rule, engine):
     trials = 200
     key = jax.random.PRNGKey(5)
-    ours = mc.run_trials(key, trials, rule, SMALL, chunk=64)
+    ours = mc.run_trials(key, trials, rule, SMALL, engine=engine, chunk=64)
     sampled = jax.jit(jax.vmap(lambda i: mc.sample_trial(key, i, SMALL)))(jnp.arange(trials))
     rho, tau, lam, a0, B0 = (np.asarray(x) for x in sampled[1:])
     np.testing.assert_array_equal(rho, ours["rho"])

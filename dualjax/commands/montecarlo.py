@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tol", type=float, default=d.tol, help="convergence: parameter increment < tol")
     parser.add_argument("--chunk", type=int, default=2048, help="trial slots per device (bounds memory)")
     parser.add_argument("--devices", type=int, default=None, help="number of devices of the mesh (default all)")
-    parser.add_argument("--engine", choices=("auto", "fast", "rules"), default="auto")
+    parser.add_argument("--engine", choices=("auto", "kernel", "fast", "rules"), default="auto",
+                        help="kernel: compiled CPU loop (numba); fast: XLA closed form (any device); rules: "
+                             "autodiff of F. auto: kernel on CPU devices, fast on GPU/TPU")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
 
 
