@@ -47,10 +47,82 @@ def flat_field(V: Callable[[PyTree], PyTree], z: PyTree):
     return v, z_flat
 
 
+@jax.tree_util.register_pytree_node_class
+class ExpectedField:
+    """The expected ``rule`` field of objective F on ``batch``, as a function of one pytree z.
+
+    ``sg`` / ``plain``: z = (θ, ψ), V from :func:`dualjax.rules.field`; ``ema``: z = (θ, ψ, ξ),
+    V from :func:`dualjax.rules.ema_field` with rate k. It is a pytree whose data is the batch
+    (F, rule and k are static), so the jitted tests below compile once per (F, rule, k, shapes)
+    and are reused across points z and batches.
+    """
+
+    def __init__(self, F: Callable[..., jax.Array], batch, rule: str = "sg", k: float = 1.0):
+        if rule not in ("sg", "plain", "ema"):
+            raise ValueError(f"rule must be 'sg', 'ema' or 'plain', got {rule!r}")
+        self.F, self.batch, self.rule, self.k = F, batch, rule, k
+
+    def __call__(self, z: PyTree) -> PyTree:
+        if self.rule == "ema":
+            return rules.ema_field(self.F, self.k)(z[0], z[1], z[2], self.batch)
+        return rules.field(self.rule, self.F)(z[0], z[1], self.batch)
+
+    def tree_flatten(self):
+        return (self.batch,), (self.F, self.rule, self.k)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        F, rule, k = aux
+        return cls(F, children[0], rule, k)
+
+
+@jax.tree_util.register_pytree_node_class
+class _Static:
+    """Any callable V as a leafless pytree: jit treats it as static (hashed by identity)."""
+
+    def __init__(self, V):
+        self.V = V
+
+    def __call__(self, z):
+        return self.V(z)
+
+    def tree_flatten(self):
+        return (), (self.V,)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux[0])
+
+
+def _traceable(V):
+    return V if isinstance(V, ExpectedField) else _Static(V)
+
+
+# Module-level jits: a loop over points z (or batches) with the same field compiles once.
+@jax.jit
+def _jacobian(V, z):
+    v, z_flat = flat_field(V, z)
+    return jax.jacfwd(v)(z_flat)
+
+
+@jax.jit
+def _jvps(V, z, W):
+    """J w for each row w of W (k × P)."""
+    v, z_flat = flat_field(V, z)
+    return jax.vmap(lambda w: jax.jvp(v, (z_flat,), (w,))[1])(W)
+
+
+@jax.jit
+def _vjps(V, z, W):
+    """Jᵀ w for each row w of W (k × P)."""
+    v, z_flat = flat_field(V, z)
+    _, vjp_fn = jax.vjp(v, z_flat)
+    return jax.vmap(lambda w: vjp_fn(w)[0])(W)
+
+
 def jacobian(V: Callable[[PyTree], PyTree], z: PyTree) -> jax.Array:
     """J = DV(z) (P × P) by ``jax.jacfwd`` of the flattened field."""
-    v, z_flat = flat_field(V, z)
-    return jax.jit(jax.jacfwd(v))(z_flat)
+    return _jacobian(_traceable(V), z)
 
 
 def asymmetry_of(J) -> dict:
@@ -61,32 +133,18 @@ def asymmetry_of(J) -> dict:
     return {"asymmetry": float(skew / norm), "skew_norm": float(skew), "jac_norm": float(norm), "params": int(J.shape[0])}
 
 
-def sg_field_at(F: Callable[..., jax.Array], batch, rule: str = "sg", k: float = 1.0):
-    """The expected field as a function of one pytree z.
+def sg_field_at(F: Callable[..., jax.Array], batch, rule: str = "sg", k: float = 1.0) -> ExpectedField:
+    """The expected field as a function of one pytree z (an :class:`ExpectedField`).
 
     ``sg`` / ``plain``: z = (θ, ψ), V from :func:`dualjax.rules.field`; ``ema``: z = (θ, ψ, ξ),
     V from :func:`dualjax.rules.ema_field` with rate k.
     """
-    if rule in ("sg", "plain"):
-        V2 = rules.field(rule, F)
-        return lambda z: V2(z[0], z[1], batch)
-    if rule == "ema":
-        V3 = rules.ema_field(F, k)
-        return lambda z: V3(z[0], z[1], z[2], batch)
-    raise ValueError(f"rule must be 'sg', 'ema' or 'plain', got {rule!r}")
+    return ExpectedField(F, batch, rule, k)
 
 
 def exact_asymmetry(F: Callable[..., jax.Array], z: PyTree, batch, *, rule: str = "sg", k: float = 1.0) -> dict:
     """Prop 3.2 exact test: ‖J − Jᵀ‖_F / ‖J‖_F of the expected ``rule`` field at z (jacfwd)."""
     return {"rule": rule, **asymmetry_of(jacobian(sg_field_at(F, batch, rule, k), z))}
-
-
-def _probe_fns(V, z):
-    v, z_flat = flat_field(V, z)
-    jvp = jax.jit(lambda w: jax.jvp(v, (z_flat,), (w,))[1])
-    _, vjp_fn = jax.vjp(v, z_flat)
-    vjp = jax.jit(lambda w: vjp_fn(w)[0])
-    return jvp, vjp, z_flat
 
 
 def probe_asymmetry(V: Callable[[PyTree], PyTree], z: PyTree, key, *, num_probes: int = 64) -> dict:
@@ -97,12 +155,13 @@ def probe_asymmetry(V: Callable[[PyTree], PyTree], z: PyTree, key, *, num_probes
     uᵀJv − vᵀJu (``bilinear``) with their relative size |uᵀJv − vᵀJu| / (|uᵀJv| + |vᵀJu|).
     """
     checks.check_positive_int(num_probes, "num_probes")
-    jvp, vjp, z_flat = _probe_fns(V, z)
+    V = _traceable(V)
+    z_flat = ravel_pytree(z)[0]
     P = z_flat.size
     kw, ku, kv = jax.random.split(key, 3)
     W = jax.random.normal(kw, (num_probes, P), z_flat.dtype)
-    JW = jax.jit(jax.vmap(jvp))(W)
-    JtW = jax.jit(jax.vmap(vjp))(W)
+    JW = _jvps(V, z, W)
+    JtW = _vjps(V, z, W)
     a = np.asarray(jnp.sum((JW - JtW) ** 2, axis=1))  # ‖(J − Jᵀ)w‖²
     b = np.asarray(jnp.sum(JW**2, axis=1))  # ‖Jw‖²
     ma, mb = a.mean(), b.mean()
@@ -113,7 +172,7 @@ def probe_asymmetry(V: Callable[[PyTree], PyTree], z: PyTree, key, *, num_probes
     se = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
     U = jax.random.normal(ku, (num_probes, P), z_flat.dtype)
     Vv = jax.random.normal(kv, (num_probes, P), z_flat.dtype)
-    Ju, Jv = jax.jit(jax.vmap(jvp))(jnp.concatenate([U, Vv])).reshape(2, num_probes, P)
+    Ju, Jv = _jvps(V, z, jnp.concatenate([U, Vv])).reshape(2, num_probes, P)
     uJv = np.asarray(jnp.sum(U * Jv, axis=1))
     vJu = np.asarray(jnp.sum(Vv * Ju, axis=1))
     bil = uJv - vJu
@@ -133,10 +192,8 @@ def probe_asymmetry(V: Callable[[PyTree], PyTree], z: PyTree, key, *, num_probes
 
 def bilinear(V: Callable[[PyTree], PyTree], z: PyTree, u: PyTree, w: PyTree) -> float:
     """uᵀJw − wᵀJu from two jvps (exact, zero for every u, w iff J is symmetric)."""
-    v, z_flat = flat_field(V, z)
     uf, wf = ravel_pytree(u)[0], ravel_pytree(w)[0]
-    jvp = jax.jit(lambda t: jax.jvp(v, (z_flat,), (t,))[1])
-    Ju, Jw = jvp(uf), jvp(wf)
+    Ju, Jw = _jvps(_traceable(V), z, jnp.stack([uf, wf]))
     return float(jnp.dot(uf, Jw) - jnp.dot(wf, Ju))
 
 

@@ -39,6 +39,8 @@ def test_stability_table_m1(capsys):
     lines = [ln for ln in out.splitlines() if ln[:1].isdigit() and "[" in ln]
     assert len(lines) == 3  # outer sphere, inner sphere, origin
     assert "stable" in lines[0] and "saddle(1)" in lines[1] and "2/2" in lines[0]
+    # no step size stabilizes the saddle: said in words, not as η_max = 0
+    assert "none (unstable)" in lines[1] and "none (unstable)" not in lines[0]
 
 
 def test_integrability_json(capsys):

@@ -78,6 +78,11 @@ def fmt(x, digits: int = 4) -> str:
     return str(x)
 
 
+def eta_cell(eta_max):
+    """An η_max for a table: η_max = 0 means no step is stable (a saddle, or a zero real part)."""
+    return "none (unstable)" if eta_max is not None and eta_max == 0 else eta_max
+
+
 def table(rows: list[list], header: list[str]) -> str:
     cells = [[fmt(c) for c in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]

@@ -55,7 +55,7 @@ def run(args) -> int:
                      float(max(e.residual, e.field_residual)),
                      f"{sg.get('class', '-')}" + (f"({sg['n_unstable']})" if sg.get("n_unstable") else ""),
                      f"{ema.get('class', '-')}" + (f"({ema['n_unstable']})" if ema.get("n_unstable") else ""),
-                     sg.get("eta_max")])
+                     _theory.eta_cell(sg.get("eta_max"))])
     print(_theory.table(rows, ["#", "rank", "PD", "S = AᵀA", "residual", "SG", f"EMA k={args.k}", "SG η_max"]))
     n_complex = counts["complex_full_rank"] if counts["complex_full_rank"] is not None else "(not counted by Newton)"
     print(f"\nfull-rank equation (Prop 4.5): {n_complex} complex solutions "

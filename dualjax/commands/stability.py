@@ -61,7 +61,7 @@ def run(args) -> int:
         rows.append([i, e.rank, _theory.matrix_str(e.S), f"{sg.n_zero}/{sg.orbit_dim}",
                      sg.kind + (f"({sg.n_unstable})" if sg.n_unstable else ""), float(sg.max_real),
                      ema.kind + (f"({ema.n_unstable})" if ema.n_unstable else ""), float(ema.max_real),
-                     sg.eta_max, ema_eta])
+                     _theory.eta_cell(sg.eta_max), ema_eta])
     print(_theory.table(rows, ["#", "rank", "S = AᵀA", "zeros/orbit", "SG", "SG max Re", "EMA", "EMA max Re",
                                "SG η_max", f"EMA η_max(α={args.alpha})" if args.alpha is not None else "EMA η_max (give --alpha)"]))
     n_stable = sum(sg.kind == stability.STABLE for _, sg, _, _ in results)
