@@ -7,7 +7,8 @@ Everything in one run, on this machine, with the study's default settings (n = 2
   EMA, with the compiled CPU kernel (``engine="kernel"``, the default on CPUs) and with the
   XLA closed form (``engine="fast"``, the default on a GPU, where it is the only row), timed
   after a warm-up that compiles (compile time reported separately); ours and NumPy are the best
-  of ``--repeats`` timings; every implementation here uses one core;
+  of ``--repeats`` timings; every implementation in the comparison uses one core (an extra row
+  gives the kernel on all cores, ``threads``);
 * NumPy: the same algorithm vectorized over trials (closed-form step, the same stopping rule,
   active trials compacted every 256 steps);
 * Python loop: one trial at a time, NumPy on 2-vectors, on a subset, extrapolated by steps;
@@ -114,7 +115,7 @@ def _child(trials, rule, max_steps, engine):
 
     cfg = mc.Config(max_steps=max_steps)
     t = time.perf_counter()
-    res = mc.study(trials, [rule], cfg, seed=0, chunk=4096, engine=engine)[rule]
+    res = mc.study(trials, [rule], cfg, seed=0, chunk=4096, engine=engine, threads=1)[rule]
     dt = time.perf_counter() - t
     print(json.dumps({"trials": trials, "seconds": dt, "steps": int(res["steps"].sum()),
                       "outer": float((res["outcome"] == 0).mean()),
@@ -165,17 +166,23 @@ def main(argv=None) -> int:
         label = {"kernel": f"ours (compiled kernel, numba, {where})", "fast": f"ours (JAX/XLA fast engine, {where})"}
         t = time.perf_counter()
         for engine in engines:
-            mc.study(256, ["sg", "ema"], cfg, seed=99, engine=engine, devices=1)  # compile
+            mc.study(256, ["sg", "ema"], cfg, seed=99, engine=engine, devices=1, threads=1)  # compile
         compile_s = time.perf_counter() - t
-        ours, steps_total, ours_steps, by_engine = {}, {}, {}, {}
+        cores = mc.kernel.default_threads()
+
+        def timed(rule, engine, threads=1):
+            mc.study(args.trials, [rule], cfg, seed=1, engine=engine, devices=1, threads=threads)  # warm-up
+            best = np.inf
+            for _ in range(args.repeats):  # best of: the machine is shared
+                t = time.perf_counter()
+                res = mc.study(args.trials, [rule], cfg, seed=0, engine=engine, devices=1, threads=threads)[rule]
+                best = min(best, time.perf_counter() - t)
+            return best, res
+
+        ours, steps_total, ours_steps, by_engine, all_cores = {}, {}, {}, {}, {}
         for rule in ("sg", "ema"):
             for engine in engines:
-                mc.study(args.trials, [rule], cfg, seed=1, engine=engine, devices=1)  # warm-up: every pool size
-                best = np.inf
-                for _ in range(args.repeats):  # best of: the machine is shared
-                    t = time.perf_counter()
-                    res = mc.study(args.trials, [rule], cfg, seed=0, engine=engine, devices=1)[rule]
-                    best = min(best, time.perf_counter() - t)
+                best, res = timed(rule, engine)
                 by_engine[engine, rule] = best
                 if engine == engines[0]:
                     ours[rule], steps_total[rule], ours_steps[rule] = best, int(res["steps"].sum()), res["steps"]
@@ -185,6 +192,9 @@ def main(argv=None) -> int:
                 rows.append((label[engine], rule, args.trials, best, "measured"))
                 print(f"ours {engine} {rule}: {best:.3f} s, {int(res['steps'].sum()):.3g} trial-steps "
                       f"({res['steps'].sum() / best:.3g}/s), mean steps {res['steps'].mean():.0f}", flush=True)
+            if "kernel" in engines and cores > 1:  # not in the single-core comparison below
+                all_cores[rule], _ = timed(rule, "kernel", cores)
+                print(f"ours kernel {rule} on {cores} threads: {all_cores[rule]:.3f} s", flush=True)
             if rule == "sg":
                 sample = jax.jit(jax.vmap(lambda i: mc.sample_trial(jax.random.PRNGKey(0), i, cfg)))(
                     jax.numpy.arange(args.trials))
@@ -247,10 +257,13 @@ def main(argv=None) -> int:
         print(f"| arithmetic limit ({flops_hand[rule]} flop/step × {steps_total[rule]:.3g} steps / {peak:.0f} GFLOP/s)"
               f" | {rule} | {args.trials} | {limit[rule]:.3f} | {args.trials / limit[rule]:.4g} | "
               f"time / limit: {vs} | estimate |")
+    for rule, sec in all_cores.items():
+        print(f"| ours: compiled kernel, all {cores} cores (threads={cores}) | {rule} | {args.trials} | {sec:.3f} | "
+              f"{args.trials / sec:.4g} | {sec / ours[rule]:.2f} | measured, not in the single-core comparison |")
     print(f"\ncompile (first calls, 256 trials, both rules, {' and '.join(engines)}): {compile_s:.1f} s")
 
     if args.million:
-        print("\n| engine | SG trials (subprocess) | seconds (incl. compile) | trials/s | peak RSS (MB) | outer fraction |")
+        print("\n| engine (1 thread) | SG trials (subprocess) | seconds (incl. compile) | trials/s | peak RSS (MB) | outer fraction |")
         print("|---|---|---|---|---|---|")
         for engine in engines:
             for trials in (10_000, 1_000_000):

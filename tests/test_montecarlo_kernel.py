@@ -53,12 +53,27 @@ def test_kernel_steps_are_the_fast_engine_steps(rule, n):
     np.testing.assert_array_equal(ker["e_increased"], xla["e_increased"])
 
 
-def test_kernel_results_do_not_depend_on_the_mesh_or_pool_size():
+def test_kernel_results_do_not_depend_on_the_mesh_pool_size_or_threads():
     key = jax.random.PRNGKey(12)
-    one = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=1, chunk=64)
-    eight = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=8, chunk=8, block=300)
+    one = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=1, chunk=64, threads=1)
+    eight = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=8, chunk=8, block=300, threads=1)
+    # 3 threads on a 320-lane pool: ranges of 2, 1 and 2 lane blocks
+    threaded = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=1, chunk=320, threads=3)
     for name in one:
         np.testing.assert_array_equal(one[name], eight[name], err_msg=name)
+        np.testing.assert_array_equal(one[name], threaded[name], err_msg=name)
+
+
+def test_threads_split_lanes_into_whole_blocks():
+    cfg = mc.Config(max_steps=50)
+    trials = jax.vmap(lambda i: mc.sample_trial(jax.random.PRNGKey(1), i, cfg))(jnp.arange(5 * kernel.LANES + 7))
+    serial = mc.run_points(trials, "sg", cfg, engine="kernel", threads=1)
+    for threads in (2, 4, 64):  # more threads than blocks: one block each
+        split = mc.run_points(trials, "sg", cfg, engine="kernel", threads=threads)
+        for name in serial:
+            np.testing.assert_array_equal(serial[name], split[name], err_msg=f"{threads}:{name}")
+    with pytest.raises(ValueError, match="threads"):
+        mc.run_trials(jax.random.PRNGKey(0), 10, "sg", cfg, threads=0)
 
 
 def test_host_pool_rows_are_padded_views():

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tol", type=float, default=d.tol, help="convergence: parameter increment < tol")
     parser.add_argument("--chunk", type=int, default=2048, help="trial slots per device (bounds memory)")
     parser.add_argument("--devices", type=int, default=None, help="number of devices of the mesh (default all)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of the kernel engine (default: all cores; same results for any value)")
     parser.add_argument("--engine", choices=("auto", "kernel", "fast", "rules"), default="auto",
                         help="kernel: compiled CPU loop (numba); fast: XLA closed form (any device); rules: "
                              "autodiff of F. auto: kernel on CPU devices, fast on GPU/TPU")
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                                         init_scale=args.init_scale, max_steps=args.max_steps, tol=args.tol))
         t0 = time.perf_counter()
         results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
-                           devices=args.devices, progress=True)
+                           devices=args.devices, threads=args.threads, progress=True)
         elapsed = time.perf_counter() - t0
     except ValueError as err:
         print(f"dualjax montecarlo: error: {err}", file=sys.stderr)

@@ -24,9 +24,11 @@ and flags trial for trial.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import importlib.util
 import math
+import os
 from typing import Callable
 
 import numpy as np
@@ -202,13 +204,38 @@ def active(rows: dict[str, np.ndarray], cfg) -> np.ndarray:
             & (rows["bad"] == 0))
 
 
-def advance(rows: dict[str, np.ndarray], num_steps: int, cfg, rule: str) -> None:
+def advance(rows: dict[str, np.ndarray], num_steps: int, cfg, rule: str, threads: int = 1) -> None:
     """``num_steps`` masked steps of every lane, in place. ``rows`` maps each of
     :func:`argument_names` to a contiguous float64 array over lanes (flags are 0.0 / 1.0 and the
-    step count t is a float: exact below 2**53)."""
+    step count t is a float: exact below 2**53).
+
+    ``threads`` > 1 splits the lanes into that many ranges of whole blocks, run at once by
+    threads (the kernel releases the GIL). Lanes are independent, so the result is the same.
+    """
     ema = rule == "ema"
     kernel = compile_kernel(cfg.n, ema)
     args = [rows[name] for name in argument_names(cfg.n, ema)]
-    kernel(*args, int(num_steps), float(cfg.eta), float(cfg.alpha), float(cfg.max_steps), float(cfg.tol) ** 2,
-           float(cfg.max_norm) ** 2, dynamics.E_RTOL, dynamics.E_ATOL)
+    consts = (int(num_steps), float(cfg.eta), float(cfg.alpha), float(cfg.max_steps), float(cfg.tol) ** 2,
+              float(cfg.max_norm) ** 2, dynamics.E_RTOL, dynamics.E_ATOL)
+    blocks = -(-args[0].shape[0] // LANES)
+    threads = min(int(threads), blocks)
+    if threads <= 1:
+        kernel(*args, *consts)
+        return
+    edges = [LANES * (blocks * i // threads) for i in range(threads + 1)]
+    ranges = list(zip(edges[:-1], edges[1:]))
+    list(_executor(threads).map(lambda r: kernel(*(x[r[0]:r[1]] for x in args), *consts), ranges))
+
+
+@functools.lru_cache(maxsize=None)
+def _executor(threads: int) -> concurrent.futures.ThreadPoolExecutor:
+    return concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="dualjax-kernel")
+
+
+def default_threads() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``, else ``os.cpu_count``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
