@@ -542,7 +542,9 @@ def _pool_functions(engine: str, rule: str, cfg: Config, block: int, sharding) -
     samples and initializes trial ``index[i]`` in lane i; ``advance(pool)`` takes ``block``
     steps; ``harvest(pool, occupied) -> (lanes, columns)`` finds the occupied lanes whose trial
     has stopped and returns their :func:`classify` columns; ``refill(key, pool, lanes, index)``
-    puts fresh trials ``index`` into ``lanes``; ``shrink(pool, take, live)`` keeps lanes ``take``.
+    puts fresh trials ``index`` into ``lanes``; ``shrink(pool, take, live)`` keeps lanes ``take``;
+    ``drain(size, live, devices)`` is the smaller pool size to move ``live`` lanes into once no
+    trial is queued (or None), and ``drain_blocks`` the ``advance`` calls between harvests then.
     ``fill_packed`` and ``classify_packed`` are unsharded versions for the ``kernel`` engine's
     host pool that cross the host boundary as one (lanes, k) float64 array each way
     (:func:`_pack`); ``pool_spec`` / ``result_spec`` unpack them.
