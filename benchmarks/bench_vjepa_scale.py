@@ -99,6 +99,12 @@ def model_flops(cfg, setup) -> float:
     return cfg.batch_size * (sum(per_gen) + teacher)
 
 
+def peak_for(device_kind: str) -> float:
+    """Dense bf16 peak (TFLOP/s) of a card from its ``device_kind`` (longest matching name), else 0."""
+    matches = [(len(k), v) for k, v in PEAK_BF16_TFLOPS.items() if k in device_kind]
+    return max(matches)[1] if matches else 0.0
+
+
 def gpu(config: str, batch: int, steps: int, peak_tflops: float) -> dict:
     import jax
 
@@ -122,9 +128,7 @@ def gpu(config: str, batch: int, steps: int, peak_tflops: float) -> dict:
     _, dt, F = _time_steps(par, state, batches, steps)
     dev = jax.devices()[0]
     kind = dev.device_kind
-    if not peak_tflops:
-        peak_tflops = next((v for k, v in sorted(PEAK_BF16_TFLOPS.items(), key=lambda kv: -len(kv[0]))
-                            if k in kind), 0.0)
+    peak_tflops = peak_tflops or peak_for(kind)
     try:
         analytic = model_flops(cfg, setup)
     except AttributeError:  # mask object without per-generator sizes
