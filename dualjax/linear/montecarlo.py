@@ -644,7 +644,7 @@ def _spec(tree) -> tuple:
         width = int(np.prod(x.shape[1:]))
         parts.append((name, tuple(x.shape[1:]), np.dtype(x.dtype), col, col + width))
         col += width
-    return jax.tree_util.tree_structure(tree), parts, col
+    return treedef, parts, col
 
 
 def _pack(tree, xp=np):
@@ -687,10 +687,15 @@ def _row_of(spec) -> dict[str, int]:
     return {name: lo for name, _, _, lo, hi in spec[1] if hi == lo + 1}
 
 
-def _kernel_rows(pool: np.ndarray, spec, cfg: Config, rule: str) -> dict[str, np.ndarray]:
-    """The kernel's named arrays: views of the host pool's rows."""
+def _kernel_row_index(spec, cfg: Config, rule: str) -> dict[str, int]:
+    """Row of each of the kernel's arrays (:func:`dualjax.linear.kernel.argument_names`) in the host pool."""
     row = _row_of(spec)
-    return {name: pool[row[name]] for name in kernel.argument_names(cfg.n, rule == "ema")}
+    return {name: row[name] for name in kernel.argument_names(cfg.n, rule == "ema")}
+
+
+def _kernel_rows(pool: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
+    """The kernel's named arrays: views of the host pool's rows."""
+    return {name: pool[i] for name, i in index.items()}
 
 
 def _kernel_points(trials: Trial, rule: str, cfg: Config, threads: int) -> dict[str, np.ndarray]:
@@ -700,7 +705,7 @@ def _kernel_points(trials: Trial, rule: str, cfg: Config, threads: int) -> dict[
     start = jax.jit(jax.vmap(lambda t: (t, init_slot(eng, cfg, t))))(trials)
     spec = _spec(start)
     pool = _host_matrix(_pack(jax.device_get(start)).T)
-    rows = _kernel_rows(pool, spec, cfg, rule)
+    rows = _kernel_rows(pool, _kernel_row_index(spec, cfg, rule))
     while kernel.active(rows, cfg).any():
         kernel.advance(rows, DEFAULT_BLOCK["kernel"], cfg, rule, threads)
     end = _unpack(np.ascontiguousarray(pool.T), spec)
@@ -719,11 +724,12 @@ def _kernel_pool(fns: dict[str, Callable], cfg: Config, rule: str, block: int, t
     """
     kernel.compile_kernel(cfg.n, rule == "ema")
     spec = fns["pool_spec"]
-    live_row = _row_of(spec)["live"]
+    index = _kernel_row_index(spec, cfg, rule)
+    live_row = index["live"]
     ahead: dict[str, Any] = {"first": 0, "columns": np.zeros((spec[2], 0))}
 
     def rows(pool):
-        return _kernel_rows(pool, spec, cfg, rule)
+        return _kernel_rows(pool, index)
 
     def sample(key, index):
         """Packed fresh trials ``index`` (consecutive), (k, len(index)); sampled ahead in batches."""
