@@ -143,3 +143,29 @@ def test_bad_input_is_named():
         eq.enumerate_equilibria(model.moments(np.eye(2), np.eye(2)), 0.1, n=2)
     with pytest.raises(ValueError, match="method"):
         eq.enumerate_equilibria(model.moments(1.0, 0.5), 0.1, method="magic")
+
+
+def test_newton_pieces_shared_by_the_solvers():
+    """The public building blocks: residual_vec is Prop 4.5's system on the upper triangle (numpy and
+    complex jnp alike), newton_batch pulls perturbed roots back onto the exact ones, and
+    dedup_matrices merges them and sorts by trace."""
+    mom = _gauss(2, 2)
+    rho, tau = mom.rho, mom.tau
+    S = np.array([[0.7, -0.2], [-0.2, 1.1]])
+    x = eq.vec_from_sym(S)
+    np.testing.assert_array_equal(eq.sym_from_vec(x, 2), S)
+    full = eq.full_rank_residual(S, rho, tau, LAM)
+    np.testing.assert_allclose(eq.residual_vec(x, rho, tau, LAM, 2), [full[0, 0], full[0, 1], full[1, 1]])
+    with jax.enable_x64(True):
+        xc = jax.numpy.asarray(x, jax.numpy.complex128)
+        np.testing.assert_allclose(np.asarray(eq.residual_vec(xc, rho.astype(complex), tau.astype(complex), LAM, 2)),
+                                   eq.residual_vec(x, rho, tau, LAM, 2), rtol=1e-13)
+        roots = eq.solve_exact(rho, tau, LAM).real
+        xs = np.stack([eq.vec_from_sym(R) * (1 + 1e-3 * (-1) ** k) for k, R in enumerate(roots)])
+        ends = np.asarray(eq.newton_batch(jax.numpy.asarray(xs), jax.numpy.asarray(rho), jax.numpy.asarray(tau), LAM,
+                                          m=2, iters=8))
+    back = [eq.sym_from_vec(e, 2) for e in ends]
+    _match(back, roots, 1e-10)
+    merged = eq.dedup_matrices(back + [R + 1e-12 for R in roots[::-1]])
+    assert len(merged) == len(roots)
+    assert [np.trace(R) for R in merged] == sorted((np.trace(R) for R in merged), reverse=True)

@@ -6,7 +6,8 @@
 * :func:`block_formulas` — the closed forms of MATH.md §3 for the skew part, X[H] = −BᵀHτ and
   Y[H] = −HτAᵀ (∂_C of the A- and B-gradients), checked symbolically.
 * :func:`full_rank_system` / :func:`equilibrium_system` — Prop 4.5's polynomial system in the
-  entries of S, and equation (ii) M S M = S τᵀ S τ for any rank.
+  entries of S (the input of the exact solver :func:`dualjax.linear.equilibria.solve_exact`), and
+  equation (ii) M S M = S τᵀ S τ for any rank.
 """
 
 from __future__ import annotations

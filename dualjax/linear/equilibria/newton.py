@@ -1,0 +1,165 @@
+"""Prop 4.5 by Newton's method, and the rank-deficient equilibria of equation (ii).
+
+* :func:`polish` — Newton on Prop 4.5's system from one S (real or complex), to rounding level;
+  every solver ends with it, on the *given* float data. :func:`newton_batch` is its vmapped form.
+* :func:`solve_newton` — many-start damped Newton on the real system, for m beyond the reach of
+  the exact and homotopy solvers (real roots only; may miss some).
+* :func:`rank_deficient_solutions` — equilibria with rank S = r < m: equation (ii)
+  M S M = S τᵀ S τ in the factor W ∈ ℝ^{r×m}, S = WᵀW, by many-start Levenberg–Marquardt
+  (indicative: it can miss solutions).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dualjax import checks
+from dualjax.linear.equilibria.system import (
+    apriori_bound,
+    dedup_matrices,
+    equilibrium_residual,
+    numerical_rank,
+    residual_vec,
+    sym_from_vec,
+    vec_from_sym,
+)
+
+
+@checks.float64
+def polish(S, rho, tau, lam, *, iters: int = 20, complex_: bool = False) -> np.ndarray:
+    """Newton on Prop 4.5's system from S (real or complex), to rounding level."""
+    m = rho.shape[0]
+    dtype = jnp.complex128 if complex_ else jnp.float64
+    x = jnp.asarray(vec_from_sym(np.asarray(S)), dtype)
+    x = _newton(x, jnp.asarray(rho, dtype), jnp.asarray(tau, dtype), lam, m=m, iters=iters)
+    return np.asarray(sym_from_vec(x, m))
+
+
+@functools.partial(jax.jit, static_argnames=("m", "iters"))
+def _newton(x, rho, tau, lam, *, m, iters):
+    def f(z):
+        return residual_vec(z, rho, tau, lam, m)
+
+    def body(x, _):
+        J = jax.jacfwd(f, holomorphic=jnp.iscomplexobj(x))(x)
+        dx = jnp.linalg.lstsq(J, -f(x))[0]
+        ok = jnp.all(jnp.isfinite(dx))
+        return jnp.where(ok, x + dx, x), None
+
+    return jax.lax.scan(body, x, None, length=iters)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("m", "iters"))
+def newton_batch(xs, rho, tau, lam, *, m, iters):
+    """``iters`` undamped Newton steps on Prop 4.5's system from each row of ``xs`` (K, N) (vmapped)."""
+    return jax.vmap(lambda x: _newton(x, rho, tau, lam, m=m, iters=iters))(xs)
+
+
+# --------------------------------------------------------------------------- many-start Newton (large m)
+
+@checks.float64
+def solve_newton(rho, tau, lam, *, seed: int = 0, starts: int = 512, iters: int = 60) -> list:
+    """Real solutions of Prop 4.5's system by damped Newton from ``starts`` random PSD points.
+
+    Starts S₀ = GᵀG scaled to the a-priori bound; converged points (residual < 1e-10 relative)
+    are polished and de-duplicated. Finds real roots only, and may miss some: use for m ≥ 5.
+    """
+    rho = np.asarray(rho, float)
+    tau = np.asarray(tau, float)
+    m = rho.shape[0]
+    bound = apriori_bound(rho, tau)
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((starts, m, m))
+    S0 = np.einsum("kij,kil->kjl", G, G) / m
+    S0 *= (bound * rng.uniform(0.01, 1.0, (starts, 1, 1))) / np.linalg.norm(S0, 2, axis=(1, 2))[:, None, None]
+    x0 = jnp.asarray(np.stack([vec_from_sym(S) for S in S0]))
+    xs = np.asarray(_damped_newton_batch(x0, jnp.asarray(rho), jnp.asarray(tau), lam, m=m, iters=iters))
+    res = np.linalg.norm(np.stack([residual_vec(x, rho, tau, lam, m) for x in xs]), axis=1)
+    good = xs[np.isfinite(res) & (res < 1e-10 * (1 + np.linalg.norm(xs, axis=1) ** 2))]
+    return dedup_matrices([polish(sym_from_vec(x, m), rho, tau, lam) for x in good])
+
+
+@functools.partial(jax.jit, static_argnames=("m", "iters"))
+def _damped_newton_batch(xs, rho, tau, lam, *, m, iters):
+    def f(z):
+        return residual_vec(z, rho, tau, lam, m)
+
+    return jax.vmap(lambda x: _damped_newton(f, x, iters))(xs)
+
+
+def _damped_newton(f, x, iters):
+    def body(x, _):
+        r = f(x)
+        J = jax.jacfwd(f)(x)
+        dx = jnp.linalg.lstsq(J, -r)[0]
+        # backtrack on ‖f‖ so far-away starts do not shoot off
+        def try_step(a):
+            return jnp.linalg.norm(f(x + a * dx))
+
+        alphas = jnp.asarray([1.0, 0.5, 0.25, 0.1, 0.03])
+        vals = jax.vmap(try_step)(alphas)
+        a = alphas[jnp.argmin(vals)]
+        xn = x + a * dx
+        return jnp.where(jnp.all(jnp.isfinite(xn)), xn, x), None
+
+    return jax.lax.scan(body, x, None, length=iters)[0]
+
+
+# --------------------------------------------------------------------------- rank-deficient equilibria
+
+@checks.float64
+def rank_deficient_solutions(rho, tau, lam, rank: int, *, seed: int = 0, starts: int = 256,
+                             iters: int = 150) -> list:
+    """Equilibria with rank S = r: equation (ii) in the factor W ∈ ℝ^{r×m}, S = WᵀW.
+
+    Since ker A = ker S, (ii) is equivalent to Φ(W) = W M − W (ρS + λI)⁻¹ τᵀ S τ = 0
+    (r·m equations, O(r)-invariant solution sets). Solved by Levenberg–Marquardt with damping
+    ‖Φ‖² (quadratically convergent onto non-isolated solution sets) from ``starts`` random W.
+    Returns the distinct S of exact numerical rank r with residual of (ii) < 1e-10. Indicative:
+    a many-start method can miss solutions.
+    """
+    rho = np.asarray(rho, float)
+    tau = np.asarray(tau, float)
+    m = rho.shape[0]
+    if not 1 <= rank <= m:
+        raise ValueError(f"rank must lie in [1, {m}], got {rank}")
+    rho_j, tau_j = jnp.asarray(rho), jnp.asarray(tau)
+    eye = jnp.eye(m)
+
+    def phi(w):
+        W = w.reshape(rank, m)
+        S = W.T @ W
+        rhs = jnp.linalg.solve(rho_j @ S + lam * eye, tau_j.T @ S @ tau_j)
+        return (W @ (S @ rho_j + lam * eye) - W @ rhs).ravel()
+
+    def lm(w):
+        def body(w, _):
+            r = phi(w)
+            J = jax.jacfwd(phi)(w)
+            mu = jnp.sum(r * r) + 1e-14
+            dw = -jnp.linalg.solve(J.T @ J + mu * jnp.eye(w.size), J.T @ r)
+            wn = w + dw
+            return jnp.where(jnp.all(jnp.isfinite(wn)), wn, w), None
+
+        return jax.lax.scan(body, w, None, length=iters)[0]
+
+    bound = apriori_bound(rho, tau)
+    rng = np.random.default_rng(seed)
+    w0 = rng.standard_normal((starts, rank * m))
+    w0 *= np.sqrt(bound * rng.uniform(0.02, 1.5, (starts, 1)) / rank) / np.linalg.norm(w0, axis=1, keepdims=True) * np.sqrt(rank)
+    ws = np.asarray(jax.jit(jax.vmap(lm))(jnp.asarray(w0)))
+    found = []
+    for w in ws:
+        W = w.reshape(rank, m)
+        S = W.T @ W
+        if not np.all(np.isfinite(S)):
+            continue
+        res = np.linalg.norm(equilibrium_residual(S, rho, tau, lam)) / (1 + np.linalg.norm(S) ** 2)
+        if res > 1e-10 or numerical_rank(S) != rank:
+            continue
+        found.append(S)
+    return dedup_matrices(found, 1e-6)
