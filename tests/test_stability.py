@@ -7,7 +7,7 @@ import pytest
 
 from dualjax.linear import dynamics as dyn
 from dualjax.linear import equilibria as eq
-from dualjax.linear import model
+from dualjax.linear import model, orbits
 from dualjax.linear import stability as st
 
 LAM = 0.05
@@ -59,14 +59,14 @@ def test_orbit_tangent_dimension_and_zero_eigenvalues(enum):
         A, B = eq.equilibrium_point(e.S, MOM, LAM, n)
         r = e.rank
         # exact tangent space of A -> QA, B -> QBQᵀ from all n(n-1)/2 generators
-        T_all = st.orbit_tangent(A, B, exhaustive=True)
-        T = st.orbit_tangent(A, B)
-        assert T_all.shape[1] == T.shape[1] == st.orbit_dimension(n, r) == n * r - r * (r + 1) // 2
+        T_all = orbits.orbit_tangent(A, B, exhaustive=True)
+        T = orbits.orbit_tangent(A, B)
+        assert T_all.shape[1] == T.shape[1] == orbits.orbit_dimension(n, r) == n * r - r * (r + 1) // 2
         J = st.sg_jacobian(A, B, MOM, LAM)
         assert np.linalg.norm(J @ T_all) < 1e-10 * (1 + np.linalg.norm(J))
         # zero eigenvalues of J counted independently of T
         eigs = np.linalg.eigvals(J)
-        assert int(np.sum(np.abs(eigs) < 1e-7)) == st.orbit_dimension(n, r)
+        assert int(np.sum(np.abs(eigs) < 1e-7)) == orbits.orbit_dimension(n, r)
         for rule in ("sg", "ema"):
             rep = st.analyze(e.S, MOM, LAM, n, rule=rule, method="dense")
             assert rep.zeros_match_orbit and rep.tangent_residual < 1e-10

@@ -7,11 +7,9 @@ Continuous fields (Lemma 4.1, MATH.md §1): SG on z = (A, B),
 and EMA on (A, B, C) with R = BAρ − Cτ and dC/dt = k(A − C). Their Jacobians J are taken with
 ``jax.jacfwd`` on the flattened parameters (checked against central differences).
 
-Symmetry. Both fields are equivariant under (A, B, C) ↦ (QA, QBQᵀ, QC), Q ∈ O(n), so each
-equilibrium lies on an orbit whose tangent space T = {(ΩA, ΩB − BΩ, ΩC) : Ωᵀ = −Ω} sits in ker J.
-At rank A = r, dim T = nr − r(r+1)/2 (MATH.md §4–5). In a basis [T, N] with N ⟂ T,
-J = [[0, TᵀJN], [0, NᵀJN]], so the spectrum is {0}^{dim T} ∪ spec(NᵀJN): the *transversal*
-spectrum spec(NᵀJN) decides stability of the orbit as a set:
+Symmetry (:mod:`dualjax.linear.orbits`). Both fields are equivariant under O(n), so each
+equilibrium lies on an orbit whose tangent space T (dim nr − r(r+1)/2 at rank r) sits in ker J,
+and the *transversal* spectrum spec(NᵀJN), N ⟂ T, decides stability of the orbit as a set:
 
 * ``stable``     — every transversal eigenvalue has Re < −tol (the component 𝓔_k attracts);
 * ``saddle``     — some have Re > tol (``n_unstable`` of them);
@@ -46,16 +44,17 @@ from jax.flatten_util import ravel_pytree
 from dualjax import checks
 from dualjax.linear import equilibria as eqm
 from dualjax.linear import model
+from dualjax.linear.orbits import (  # noqa: F401  (re-exported: the O(n) orbits)
+    orbit_dimension,
+    orbit_generators,
+    orbit_tangent,
+    transversal_spectrum,
+)
 
 STABLE, SADDLE, DEGENERATE = "stable", "saddle", "degenerate"
 
 
 _x64 = checks.float64
-
-
-def orbit_dimension(n: int, r: int) -> int:
-    """dim of the O(n)-orbit of a rank-r equilibrium: nr − r(r+1)/2 (stabiliser O(n − r))."""
-    return n * r - r * (r + 1) // 2
 
 
 # --------------------------------------------------------------------------- Jacobians
@@ -142,56 +141,6 @@ def flat_sg_field(mom, lam, n: int, m: int):
             return np.concatenate([np.asarray(dA).ravel(), np.asarray(dB).ravel()])
 
     return f
-
-
-# --------------------------------------------------------------------------- the orbit tangent space
-
-def orbit_generators(A, B, C=None, *, exhaustive: bool = False, tol: float = 1e-9) -> np.ndarray:
-    """Tangent vectors (ΩA, ΩB − BΩ[, ΩC]) of the O(n)-orbit, one column per generator Ω.
-
-    ``exhaustive``: all n(n−1)/2 elementary skew generators. Otherwise only Ω = Q(e_i e_jᵀ − e_j e_iᵀ)Qᵀ
-    with i < r, i < j, where Q = [U_r, U_⊥] from the SVD of A: the others (i, j ≥ r) fix the point
-    (they rotate ker Aᵀ, where A, B, C vanish at an equilibrium), so this is a basis of T with
-    exactly nr − r(r+1)/2 columns.
-    """
-    A = np.asarray(A, float)
-    B = np.asarray(B, float)
-    n = A.shape[0]
-    if exhaustive:
-        Q, pairs = np.eye(n), [(i, j) for i in range(n) for j in range(i + 1, n)]
-    else:
-        U, s, _ = np.linalg.svd(A, full_matrices=True)
-        r = int(np.sum(s > tol * max(1.0, float(s.max(initial=0.0)))))
-        Q, pairs = U, [(i, j) for i in range(r) for j in range(i + 1, n)]
-    cols = []
-    for i, j in pairs:
-        qi, qj = Q[:, i:i + 1], Q[:, j:j + 1]
-        Om = qi @ qj.T - qj @ qi.T
-        parts = [Om @ A, Om @ B - B @ Om] + ([Om @ np.asarray(C, float)] if C is not None else [])
-        cols.append(np.concatenate([p.ravel() for p in parts]))
-    size = A.size + B.size + (np.asarray(C).size if C is not None else 0)
-    return np.stack(cols, axis=1) if cols else np.zeros((size, 0))
-
-
-def orbit_tangent(A, B, C=None, *, exhaustive: bool = False, tol: float = 1e-9) -> np.ndarray:
-    """Orthonormal basis (P × dim T) of the orbit's tangent space (numerical rank via SVD)."""
-    G = orbit_generators(A, B, C, exhaustive=exhaustive)
-    if G.shape[1] == 0:
-        return G
-    U, s, _ = np.linalg.svd(G, full_matrices=False)
-    rank = int(np.sum(s > tol * max(1.0, float(s[0]))))
-    return U[:, :rank]
-
-
-def transversal_spectrum(J, T) -> np.ndarray:
-    """spec(NᵀJN) for N an orthonormal complement of span T (requires J T = 0)."""
-    J = np.asarray(J)
-    P = J.shape[0]
-    if T.shape[1] == 0:
-        return np.linalg.eigvals(J)
-    Qf, _ = np.linalg.qr(T, mode="complete")
-    N = Qf[:, T.shape[1]:]
-    return np.linalg.eigvals(N.T @ J @ N) if P > T.shape[1] else np.zeros(0)
 
 
 def classify(eigs, tol: float = 1e-7) -> tuple[str, int]:
