@@ -29,7 +29,9 @@
 #   of dimension $nm-m(m+1)/2$, one $O(n)$-orbit of $(A,B)\mapsto(QA,QBQ^\top)$.
 # * **Prop 4.10** — stability from the Jacobian spectrum; **Prop 4.11** — the $m=1$ spheres in closed form.
 #
-# Code: `dualjax.linear.equilibria` and `dualjax.linear.stability` (see `docs/theory.md`).
+# Code: the package `dualjax.linear.equilibria` (`system.py`: Prop 4.5's equation and Prop 4.7; `varieties.py`: Cor 4.6;
+# the solvers `exact.py`, `homotopy.py`, `newton.py`; `enumeration.py`), `dualjax.linear.orbits` (the $O(n)$ orbits)
+# and `dualjax.linear.stability` (Prop 4.10); see `docs/theory.md`.
 
 # %%
 import os
