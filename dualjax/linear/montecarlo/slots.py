@@ -32,6 +32,7 @@ from dualjax.linear.montecarlo.trials import Trial, sample_trial
 OUTCOMES = ("outer", "origin", "inner", "not_converged", "diverged")
 OUTER, ORIGIN, INNER, NOT_CONVERGED, DIVERGED = range(5)
 
+
 class Slot(NamedTuple):
     """Per-trial loop state (the carry of :func:`dualjax.dynamics.run_discrete`, plus ``live``)."""
 
