@@ -153,6 +153,7 @@ def main(argv=None) -> int:
     import jax
 
     from dualjax.linear import montecarlo as mc
+    from dualjax.linear.montecarlo import xlapool
 
     cfg = mc.Config()
     print(f"machine: {os.cpu_count()} CPUs visible, jax {jax.__version__} on {jax.devices()[0].platform} "
@@ -201,15 +202,15 @@ def main(argv=None) -> int:
                 data = [np.asarray(x) for x in sample[1:]]
 
         # ---- flops per trial-step: XLA cost analysis of one compiled pool block
-        fns = mc._pool_functions("fast", "sg", cfg, 256, jax.sharding.NamedSharding(
+        ops = xlapool.xla_pool("fast", "sg", cfg, 256, jax.sharding.NamedSharding(
             mc.make_mesh(1), jax.sharding.PartitionSpec("trials")))
         idx = jax.numpy.arange(1024, dtype=jax.numpy.int32)
-        pool = fns["fill"](jax.random.PRNGKey(0), np.asarray(idx), np.ones(1024, bool))
-        cost = fns["advance"].lower(pool).compile().cost_analysis()
+        pool = ops.fill(jax.random.PRNGKey(0), np.asarray(idx), np.ones(1024, bool))
+        cost = ops.advance.lower(pool).compile().cost_analysis()
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         # the cost analysis counts the loop body (ADVANCE_UNROLL steps) once: flops per slot per
         # step, *as executed* (XLA splits the step into several fusions that recompute shared terms)
-        flops_xla = float(cost.get("flops", float("nan"))) / (1024 * mc.ADVANCE_UNROLL["sg"])
+        flops_xla = float(cost.get("flops", float("nan"))) / (1024 * xlapool.ADVANCE_UNROLL["sg"])
     n = cfg.n
     # essential flops (see docs/montecarlo.md): 3 mat-vecs, outer product, updates, E, norms
     flops_hand = {"sg": 17 * n * n + 20 * n + 12, "ema": 17 * n * n + 30 * n + 22}

@@ -27,8 +27,8 @@
 # **EMA** ends on the outer sphere in 92.8 % of trials and at the origin in 7.2 %, and **SG** in 82.0 % / 18.0 %.
 # It also says the inner sphere is never reached.
 #
-# Code: `dualjax.linear.montecarlo` (one trial is a pure function of `(key, index)`, run in a sharded pool) and
-# `dualjax.plots`. See `docs/montecarlo.md` and MATH.md §7.
+# Code: the package `dualjax.linear.montecarlo` (one trial is a pure function of `(key, index)`, run in a sharded pool;
+# `mc.study`, `mc.summary`, ...) and its `figures` module. See `docs/montecarlo.md` and MATH.md §7.
 
 # %%
 import os
@@ -42,8 +42,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, Markdown, display
 
-from dualjax import plots  # selects matplotlib's Agg backend: every figure is written to a PNG and displayed
 from dualjax.linear import montecarlo as mc
+from dualjax.linear.montecarlo import figures  # every figure is written to a PNG and displayed
 from dualjax.linear import spheres
 
 jax.config.update("jax_enable_x64", True)
@@ -155,19 +155,19 @@ assert cond["ema"] >= cond["sg"], cond
 # ### Fractions (black ticks: the paper's values)
 
 # %%
-display(Image(plots.plot_fractions(os.path.join(OUT, "fractions.png"), summ)))
+display(Image(figures.plot_fractions(os.path.join(OUT, "fractions.png"), summ)))
 
 # %% [markdown]
 # ## Trajectories of $a\in\mathbb R^2$, with $S_1$ (dashed) and $S_2$ (solid)
-# This is `plots.EXAMPLE`: $\rho=0.5$, $\tau=0.6$, $\lambda=0.1$, so $\Delta=0.16$, $r_1=0.2$ and $r_2=1$. The paths come from the same
+# This is `figures.EXAMPLE`: $\rho=0.5$, $\tau=0.6$, $\lambda=0.1$, so $\Delta=0.16$, $r_1=0.2$ and $r_2=1$. The paths come from the same
 # `rules.make_step` that the study uses. Every path ends on $S_2$ or at the origin.
 
 # %%
-ex = plots.EXAMPLE
+ex = figures.EXAMPLE
 r1, r2 = (float(r) for r in spheres.radii(ex["rho"], ex["tau"], ex["lam"]))
 assert abs(r1 - 0.2) < 1e-12 and abs(r2 - 1.0) < 1e-12
-display(Image(plots.plot_trajectories(os.path.join(OUT, "trajectories.png"), eta=cfg.eta, alpha=cfg.alpha,
-                                      num_starts=8 if SMALL else 12)))
+display(Image(figures.plot_trajectories(os.path.join(OUT, "trajectories.png"), eta=cfg.eta, alpha=cfg.alpha,
+                                        num_starts=8 if SMALL else 12)))
 
 # %% [markdown]
 # ## Basins of attraction over $a_0$ ($B_0$ fixed)
@@ -178,7 +178,7 @@ display(Image(plots.plot_trajectories(os.path.join(OUT, "trajectories.png"), eta
 grid = 21 if SMALL else 61
 basins = {}
 for rule in ("sg", "ema"):
-    xs, codes, B0 = plots.basin_map(rule, eta=cfg.eta, alpha=cfg.alpha, grid=grid)
+    xs, codes, B0 = figures.basin_map(rule, eta=cfg.eta, alpha=cfg.alpha, grid=grid)
     basins[rule] = codes
     share = {o: float(np.mean(codes == i)) for i, o in enumerate(mc.OUTCOMES)}
     print(rule, {o: f"{100 * v:.1f}%" for o, v in share.items() if v})
@@ -187,7 +187,7 @@ for rule in ("sg", "ema"):
     near_zero = np.hypot(X, Y) < 0.5 * r1
     assert np.all(codes[near_zero] == mc.ORIGIN)  # deep inside S₁: collapse
     assert share["outer"] + share["origin"] > 0.97
-display(Image(plots.plot_basins(os.path.join(OUT, "basins.png"), eta=cfg.eta, alpha=cfg.alpha, grid=grid)))
+display(Image(figures.plot_basins(os.path.join(OUT, "basins.png"), eta=cfg.eta, alpha=cfg.alpha, grid=grid)))
 
 # %% [markdown]
 # ## $E$ and $F$ along trajectories (Prop 3.1)
@@ -196,9 +196,9 @@ display(Image(plots.plot_basins(os.path.join(OUT, "basins.png"), eta=cfg.eta, al
 # by a relative $10^{-10}$. Below, three sample trials from the study are shown.
 
 # %%
-cases = plots.energy_cases(results, cfg, seed=0)
-display(Image(plots.plot_energy(os.path.join(OUT, "energy.png"), cases, eta=cfg.eta, alpha=cfg.alpha,
-                                num_steps=10_000 if SMALL else 20_000)))
+cases = figures.energy_cases(results, cfg, seed=0)
+display(Image(figures.plot_energy(os.path.join(OUT, "energy.png"), cases, eta=cfg.eta, alpha=cfg.alpha,
+                                  num_steps=10_000 if SMALL else 20_000)))
 for rule in ("sg", "ema"):
     s = summ["rules"][rule]
     bo = {o: f"{100 * v['e_increased']:.1f}%" for o, v in s["by_outcome"].items()}
@@ -212,7 +212,7 @@ assert {c["rule"] for c in cases} == {"sg", "ema"}
 
 # %% [markdown]
 # ## Same numbers on 1 device or all of them
-# The main run used the compiled CPU kernel (`engine="auto"` picks it on a CPU; `dualjax/linear/kernel.py`). The XLA
+# The main run used the compiled CPU kernel (`engine="auto"` picks it on a CPU; `montecarlo/kernel.py`). The XLA
 # engine (`fast`, the one that runs on a GPU or TPU) shards the slot axis of the pool over a 1-D mesh `('trials',)`. Every
 # slot's arithmetic is elementwise, and trial $i$ depends only on `fold_in(key, i)`. So a trial's outcome, step count and
 # $E$/$F$ flags cannot depend on the number of devices or on the pool size (`chunk`). We rerun the first trials with the XLA

@@ -108,10 +108,17 @@ def test_run_trial_is_a_pure_vmappable_function():
     np.testing.assert_allclose(np.asarray(cols["final_norm"]), pool["final_norm"], rtol=1e-12, atol=1e-15)
 
 
-def test_fixed_seed_results_identical_on_1_and_8_devices():
-    """The XLA pool sharded over 8 devices (the kernel's host pool is checked in test_montecarlo_kernel)."""
+def _csv_bytes(path, results):
+    mc.write_trials_csv(path, results)
+    return path.read_bytes()
+
+
+def test_fixed_seed_results_identical_on_1_and_8_devices(tmp_path):
+    """The XLA pool sharded over 8 devices gives the same columns and a byte-identical trials.csv
+    (the kernel's host pool is checked in test_montecarlo_kernel)."""
     assert len(jax.devices()) >= 8
     key = jax.random.PRNGKey(11)
+    runs = {}
     for rule in ("sg", "ema"):
         one = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=1, chunk=32, block=128)
         eight = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=8, chunk=8, block=128)
@@ -119,6 +126,10 @@ def test_fixed_seed_results_identical_on_1_and_8_devices():
             np.testing.assert_array_equal(one[name], eight[name], err_msg=f"{rule}:{name}")
         s1, s8 = mc.summarize(one), mc.summarize(eight)
         assert s1["fractions"] == s8["fractions"]
+        runs[rule] = one, eight
+    csv1 = _csv_bytes(tmp_path / "one.csv", {rule: one for rule, (one, _) in runs.items()})
+    csv8 = _csv_bytes(tmp_path / "eight.csv", {rule: eight for rule, (_, eight) in runs.items()})
+    assert csv1 == csv8 and csv1.count(b"\n") == 1 + 2 * 96
 
 
 def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg):

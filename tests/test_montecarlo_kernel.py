@@ -1,13 +1,13 @@
-"""The compiled CPU kernel of the Monte Carlo pool (dualjax.linear.kernel) against the XLA fast
-engine it re-implements, the foundation's run_discrete, and its engine selection rules."""
+"""The compiled CPU kernel of the Monte Carlo pool (dualjax.linear.montecarlo.kernel) and its host
+pool (hostpool) against the XLA fast engine it re-implements, and the engine selection rules."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dualjax.linear import kernel
 from dualjax.linear import montecarlo as mc
+from dualjax.linear.montecarlo import hostpool, kernel
 
 pytestmark = pytest.mark.skipif(not kernel.AVAILABLE, reason="numba is not importable")
 
@@ -53,7 +53,7 @@ def test_kernel_steps_are_the_fast_engine_steps(rule, n):
     np.testing.assert_array_equal(ker["e_increased"], xla["e_increased"])
 
 
-def test_kernel_results_do_not_depend_on_the_mesh_pool_size_or_threads():
+def test_kernel_results_do_not_depend_on_the_mesh_pool_size_or_threads(tmp_path):
     key = jax.random.PRNGKey(12)
     one = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=1, chunk=64, threads=1)
     eight = mc.run_trials(key, 200, "ema", CFG, engine="kernel", devices=8, chunk=8, block=300, threads=1)
@@ -62,6 +62,12 @@ def test_kernel_results_do_not_depend_on_the_mesh_pool_size_or_threads():
     for name in one:
         np.testing.assert_array_equal(one[name], eight[name], err_msg=name)
         np.testing.assert_array_equal(one[name], threaded[name], err_msg=name)
+    # and the study's trials.csv is byte-identical
+    written = []
+    for i, cols in enumerate((one, eight, threaded)):
+        mc.write_trials_csv(tmp_path / f"{i}.csv", {"ema": cols})
+        written.append((tmp_path / f"{i}.csv").read_bytes())
+    assert written[0] == written[1] == written[2] and written[0].count(b"\n") == 201
 
 
 def test_threads_split_lanes_into_whole_blocks():
@@ -78,9 +84,9 @@ def test_threads_split_lanes_into_whole_blocks():
 
 def test_host_pool_rows_are_padded_views():
     cols = np.arange(12.0).reshape(3, 4)
-    pool = mc._host_matrix(cols)
+    pool = hostpool.host_matrix(cols)
     np.testing.assert_array_equal(pool, cols)
-    assert pool.strides[0] == (4 + mc.KERNEL_ROW_PAD) * 8 and pool[1].flags.c_contiguous
+    assert pool.strides[0] == (4 + hostpool.KERNEL_ROW_PAD) * 8 and pool[1].flags.c_contiguous
 
 
 def test_pack_roundtrip_is_exact():
@@ -89,13 +95,17 @@ def test_pack_roundtrip_is_exact():
         trial = jax.vmap(lambda i: mc.sample_trial(key, i, CFG))(jnp.arange(5))
         slot = jax.vmap(lambda t: mc.init_slot(mc.fast_engine("ema", CFG), CFG, t))(trial)
         tree = jax.device_get((trial, slot._replace(t=slot.t + 123456789, e_up=~slot.e_up)))
-    spec = mc._spec(tree)
-    back = mc._unpack(mc._pack(tree), spec)
+    spec = hostpool.pack_spec(tree)
+    back = hostpool.unpack(hostpool.pack(tree), spec)
     for x, y in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(back)):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
-    names = [name for name, *_ in spec[1]]
+    names = [c.name for c in spec.columns]
     assert {"rho", "a0", "a1", "B10", "c1", "t", "live"} <= set(names)
+    assert spec.width == sum(c.hi - c.lo for c in spec.columns) == hostpool.pack(tree).shape[1]
+    # every array of the EMA kernel has its own row of the packed pool
+    rows = hostpool.kernel_row_index(spec, CFG, "ema")
+    assert list(rows) == kernel.argument_names(CFG.n, True) and len(set(rows.values())) == len(rows)
 
 
 def test_engine_selection():

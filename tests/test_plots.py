@@ -1,9 +1,10 @@
-"""The figures of the m = 1 study are written and are real PNGs of a sensible size."""
+"""The figures of the m = 1 study (dualjax.linear.montecarlo.figures) are written and are real PNGs
+of a sensible size."""
 
 import numpy as np
 
-from dualjax import plots
 from dualjax.linear import montecarlo as mc
+from dualjax.linear.montecarlo import figures
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -20,20 +21,20 @@ def test_fraction_bars_with_intervals(tmp_path):
             "steps": rng.integers(1, 100, 300), "e_increased": rng.random(300) < 0.3,
             "f_increased": rng.random(300) < 0.2}
     summ = mc.summary({"sg": cols, "ema": cols}, mc.Config(), seed=0)
-    assert _is_png(plots.plot_fractions(tmp_path / "fractions.png", summ))
+    assert _is_png(figures.plot_fractions(tmp_path / "fractions.png", summ))
 
 
 def test_trajectories_basins_and_energy(tmp_path):
-    p = plots.plot_trajectories(tmp_path / "traj.png", num_starts=3, num_steps=600)
+    p = figures.plot_trajectories(tmp_path / "traj.png", num_starts=3, num_steps=600)
     assert _is_png(p)
     # a coarse basin map: the corners of [-1.5, 1.5]^2 lie well outside S1 and reach S2 (r2 = 1)
-    xs, codes, _ = plots.basin_map("sg", grid=5, max_steps=6000)
+    xs, codes, _ = figures.basin_map("sg", grid=5, max_steps=6000)
     assert codes.shape == (5, 5) and xs[0] == -1.5
     assert codes[0, 0] == mc.OUTER and codes[-1, -1] == mc.OUTER
-    assert _is_png(plots.plot_basins(tmp_path / "basins.png", grid=5, max_steps=6000))
+    assert _is_png(figures.plot_basins(tmp_path / "basins.png", grid=5, max_steps=6000))
     case = {"rule": "ema", "rho": 0.5, "tau": 0.6, "lam": 0.1, "a0": np.array([0.1, 0.05]),
             "B0": 0.1 * np.eye(2)}
-    a, E, F = plots.run_paths("ema", [case["a0"]], [case["B0"]], [0.5], [0.6], [0.1], num_steps=400, every=20)
+    a, E, F = figures.run_paths("ema", [case["a0"]], [case["B0"]], [0.5], [0.6], [0.1], num_steps=400, every=20)
     assert a.shape == (1, 21, 2) and E.shape == F.shape == (1, 21)
     assert np.isclose(E[0, 0], F[0, 0])  # ξ₀ = θ₀
-    assert _is_png(plots.plot_energy(tmp_path / "energy.png", [case], num_steps=400, every=20))
+    assert _is_png(figures.plot_energy(tmp_path / "energy.png", [case], num_steps=400, every=20))

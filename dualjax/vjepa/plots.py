@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-# No matplotlib.use(): savefig works under any backend (see dualjax/plots.py).
+# No matplotlib.use(): savefig works under any backend (see dualjax/linear/montecarlo/figures.py).
 import matplotlib.pyplot as plt  # noqa: E402
 
 

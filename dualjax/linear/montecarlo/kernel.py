@@ -1,6 +1,6 @@
 """A compiled CPU kernel for the Monte Carlo pool: the fast engine's step, vectorized across trials.
 
-On a CPU, XLA splits the vmapped step of :func:`dualjax.linear.montecarlo.fast_engine` into one
+On a CPU, XLA splits the vmapped step of :func:`dualjax.linear.montecarlo.engines.fast_engine` into one
 loop fusion per carried array (~13 for SG, ~17 for EMA), each streaming the whole pool through
 memory again. This module runs the *same* per-trial arithmetic, in the same order,
 
@@ -8,7 +8,7 @@ memory again. This module runs the *same* per-trial arithmetic, in the same orde
     c⁺ = a⁺ (SG)  or  α c + (1 − α) a⁺ (EMA),
     E(a, B) = ½ρ‖Ba‖² − τ⟨Ba, a⟩ + ½σ‖a‖² + ½λ(‖a‖² + ‖B‖²),  σ = τ²/ρ,  F likewise with c,
 
-with the masking of :func:`dualjax.linear.montecarlo.advance_slot` (E, F and the divergence test
+with the masking of :func:`dualjax.linear.montecarlo.slots.advance_slot` (E, F and the divergence test
 of θ_t checked at the start of the next iteration; a stopped slot stays frozen), as one loop over
 lanes per step. The loop body is generated for a fixed n (every index unrolled, so the body is
 straight-line scalar code), compiled by numba, and LLVM vectorizes it across lanes (8 float64
@@ -16,7 +16,7 @@ lanes per instruction with AVX-512, else 4). Lanes are processed in blocks of :d
 that a block's state stays in L1 while it takes its steps.
 
 It is a host kernel: each scalar of a slot (ρ, a_j, B_ij, t, E, the flags, ...) is one float64
-array over lanes, in practice a row of the pool matrix that :mod:`dualjax.linear.montecarlo`
+array over lanes, in practice a row of the pool matrix that :mod:`dualjax.linear.montecarlo.hostpool`
 keeps on the host. It implements the fast engine's closed form, not a new model;
 ``tests/test_montecarlo_kernel.py`` checks that it gives the fast engine's step counts, verdicts
 and flags trial for trial.
@@ -81,15 +81,15 @@ def step_source(n: int, ema: bool) -> str:
     def rows_sq(M):
         return " + ".join(dot(row, row) for row in M)
 
-    def rose(new, old):  # montecarlo._rose: an increase beyond rounding noise
+    def rose(new, old):  # slots._rose: an increase beyond rounding noise
         return f"({new} > {old} * (1 + rtol * np.sign({old})) + atol)"
 
     body = [f"{x} = {x}_[l]" for x in state_names(n, ema)]
     body += [
         "rho = rho_[l]", "tau = tau_[l]", "lam = lam_[l]", "t = t_[l]", "bad = bad_[l] != 0.0",
-        # montecarlo.slot_active
+        # slots.slot_active
         "act = (live_[l] != 0.0) & (t < max_steps) & (inc2_[l] >= tol2) & (not bad)",
-        # montecarlo._check of the current point: engine.measure, then the E/F/divergence records
+        # slots._check of the current point: engine.measure, then the E/F/divergence records
         *[f"{u[i]} = {dot(B[i], a)}" for i in range(n)],
         f"sq_a = {dot(a, a)}",
         f"sq_B = {rows_sq(B)}",
@@ -169,7 +169,7 @@ def compile_kernel(n: int, ema: bool) -> Callable:
     import numba  # noqa: PLC0415
 
     namespace = {"math": math, "np": np}
-    exec(compile(step_source(n, ema), f"<dualjax.linear.kernel n={n} ema={ema}>", "exec"), namespace)
+    exec(compile(step_source(n, ema), f"<dualjax.linear.montecarlo.kernel n={n} ema={ema}>", "exec"), namespace)
     kernel = numba.njit(namespace["advance"], boundscheck=False, nogil=True, error_model="numpy")
     # Compile now (one call on empty float64 arrays) under the vectorizer options, then put LLVM's
     # defaults back so nothing else numba compiles in this process is affected. Further
@@ -198,7 +198,7 @@ def argument_names(n: int, ema: bool) -> list[str]:
 
 
 def active(rows: dict[str, np.ndarray], cfg) -> np.ndarray:
-    """:func:`dualjax.linear.montecarlo.slot_active` on the host rows: live, under budget,
+    """:func:`dualjax.linear.montecarlo.slots.slot_active` on the host rows: live, under budget,
     last increment ≥ tol, not diverged."""
     return ((rows["live"] != 0) & (rows["t"] < cfg.max_steps) & (rows["inc2"] >= float(cfg.tol) ** 2)
             & (rows["bad"] == 0))

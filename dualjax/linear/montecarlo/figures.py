@@ -1,4 +1,4 @@
-"""Figures of the m = 1 study (Prop 4.11, MATH.md §6–7), drawn with matplotlib's Agg backend.
+"""Figures of the m = 1 study (Prop 4.11, MATH.md §6–7), written as PNGs with ``savefig``.
 
 * :func:`plot_trajectories` — paths of a ∈ R² (n = 2) under SG and EMA with the circles S₁
   (saddle, radius r₁) and S₂ (stable, radius r₂);
@@ -8,7 +8,9 @@
   with the steps where they rise marked (Prop 3.1: SG / EMA do not minimize E).
 
 Every trajectory here is run with :func:`dualjax.rules.make_step` on the moment-form F of
-:func:`dualjax.linear.model.objective`, the same rules that drive the Monte Carlo study.
+:func:`dualjax.linear.model.objective`, the same rules that drive the Monte Carlo study; the
+basin maps run their grid of starts through :func:`~dualjax.linear.montecarlo.run.run_points`.
+:func:`study_figures` draws all of them for a finished study.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ import optax  # noqa: E402
 
 from dualjax import rules  # noqa: E402
 from dualjax.linear import model, spheres  # noqa: E402
+from dualjax.linear.montecarlo.config import Config  # noqa: E402
+from dualjax.linear.montecarlo.slots import ORIGIN, OUTCOMES, OUTER  # noqa: E402
+from dualjax.linear.montecarlo.run import run_points  # noqa: E402
+from dualjax.linear.montecarlo.trials import Trial, sample_trial  # noqa: E402
 
 COLORS = {"outer": "#1b9e77", "origin": "#d95f02", "inner": "#7570b3", "not_converged": "#999999",
           "diverged": "#e7298a"}
@@ -109,19 +115,17 @@ def plot_trajectories(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMP
 
 def basin_map(rule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05, alpha=0.99,
               grid=61, extent=1.5, seed=0, max_steps=40_000):
-    """Outcome codes (:data:`dualjax.linear.montecarlo.OUTCOMES`) on a grid of a₀ ∈ [−extent, extent]²,
+    """Outcome codes (:data:`~dualjax.linear.montecarlo.slots.OUTCOMES`) on a grid of a₀ ∈ [−extent, extent]²,
     with one fixed B₀ (PyTorch-style init, seed ``seed``)."""
-    from dualjax.linear import montecarlo as mc
-
     xs = np.linspace(-extent, extent, grid)
     X, Y = np.meshgrid(xs, xs)
     a0 = np.stack([X.ravel(), Y.ravel()], 1)
     B0 = np.random.default_rng(seed).uniform(-1, 1, (2, 2)) / np.sqrt(2)
     k = a0.shape[0]
-    trials = mc.Trial(np.arange(k, dtype=np.int32), np.full(k, rho), np.full(k, tau), np.full(k, lam), a0,
+    trials = Trial(np.arange(k, dtype=np.int32), np.full(k, rho), np.full(k, tau), np.full(k, lam), a0,
                       np.broadcast_to(B0, (k, 2, 2)).copy())
-    cfg = mc.Config(n=2, eta=eta, alpha=alpha, max_steps=max_steps)
-    res = mc.run_points(trials, rule, cfg)
+    cfg = Config(n=2, eta=eta, alpha=alpha, max_steps=max_steps)
+    res = run_points(trials, rule, cfg)
     return xs, res["outcome"].reshape(grid, grid), B0
 
 
@@ -131,20 +135,18 @@ def plot_basins(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["la
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
-    from dualjax.linear import montecarlo as mc
-
-    cmap = ListedColormap([COLORS[o] for o in mc.OUTCOMES])
+    cmap = ListedColormap([COLORS[o] for o in OUTCOMES])
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     for ax, rule in zip(axes, ("sg", "ema")):
         xs, codes, B0 = basin_map(rule, rho=rho, tau=tau, lam=lam, eta=eta, alpha=alpha, grid=grid,
                                   extent=extent, max_steps=max_steps)
         ax.imshow(codes, origin="lower", extent=(-extent, extent, -extent, extent), cmap=cmap, vmin=-0.5,
-                  vmax=len(mc.OUTCOMES) - 0.5, interpolation="nearest")
+                  vmax=len(OUTCOMES) - 0.5, interpolation="nearest")
         _circles(ax, rho, tau, lam)
-        shares = {o: float(np.mean(codes == i)) for i, o in enumerate(mc.OUTCOMES)}
+        shares = {o: float(np.mean(codes == i)) for i, o in enumerate(OUTCOMES)}
         ax.set(aspect="equal", xlabel="a₁(0)", ylabel="a₂(0)",
                title=f"{RULE_LABEL[rule]}: outer {100 * shares['outer']:.0f}%, origin {100 * shares['origin']:.0f}%")
-    handles = [Patch(color=COLORS[o], label=o) for o in mc.OUTCOMES]
+    handles = [Patch(color=COLORS[o], label=o) for o in OUTCOMES]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=9)
     fig.suptitle(f"Basins of attraction over a₀ (B₀ = {np.array2string(B0, precision=2)} fixed; "
                  f"ρ={rho}, τ={tau}, λ={lam}, η={eta}, α={alpha})", fontsize=10)
@@ -157,18 +159,16 @@ def plot_basins(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["la
 def plot_fractions(path, summ: dict) -> str:
     """Bars of the outcome fractions per rule (overall and given Δ ≥ 0) with Wilson 95 % intervals,
     and the paper's reported values as markers."""
-    from dualjax.linear import montecarlo as mc
-
     rules_ = list(summ["rules"])
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
     width = 0.8 / len(rules_)
-    x = np.arange(len(mc.OUTCOMES))
+    x = np.arange(len(OUTCOMES))
     for ax, key, title in zip(axes, ("fractions", "fractions_given_delta_nonneg"), ("all trials", "given Δ ≥ 0")):
         for j, rule in enumerate(rules_):
             fr = summ["rules"][rule][key]
-            p = np.array([fr[o]["fraction"] for o in mc.OUTCOMES])
-            lo = np.array([fr[o]["ci95"][0] for o in mc.OUTCOMES])
-            hi = np.array([fr[o]["ci95"][1] for o in mc.OUTCOMES])
+            p = np.array([fr[o]["fraction"] for o in OUTCOMES])
+            lo = np.array([fr[o]["ci95"][0] for o in OUTCOMES])
+            hi = np.array([fr[o]["ci95"][1] for o in OUTCOMES])
             xpos = x + (j - (len(rules_) - 1) / 2) * width
             ax.bar(xpos, 100 * p, width, yerr=100 * np.stack([p - lo, hi - p]), capsize=3,
                    label=RULE_LABEL.get(rule, rule), color=["#4c72b0", "#dd8452"][j % 2])
@@ -176,11 +176,11 @@ def plot_fractions(path, summ: dict) -> str:
                 ax.text(xp, 100 * v + 1.5, f"{100 * v:.1f}", ha="center", fontsize=7)
             paper = summ.get("paper", {}).get(rule, {})
             for o, v in paper.items():
-                i = mc.OUTCOMES.index(o)
+                i = OUTCOMES.index(o)
                 ax.plot(xpos[i], 100 * v, marker="_", color="k", ms=14, mew=2)
         n_total = summ["rules"][rules_[0]]["trials"]
         n_cond = summ["rules"][rules_[0]]["delta_nonneg"]["count"]
-        ax.set(xticks=x, xticklabels=mc.OUTCOMES, ylim=(0, 105),
+        ax.set(xticks=x, xticklabels=OUTCOMES, ylim=(0, 105),
                title=f"{title} (N = {n_total if key == 'fractions' else n_cond})")
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("% of trials (95% Wilson interval)")
@@ -228,22 +228,20 @@ def plot_energy(path, cases: list[dict], *, eta=0.05, alpha=0.99, num_steps=20_0
 def energy_cases(results: dict, cfg, seed: int, max_cases: int = 3) -> list[dict]:
     """Pick sample trials of a study for :func:`plot_energy`: an SG and an EMA trial that reached
     S₂ with E increasing, and a collapsed one."""
-    from dualjax.linear import montecarlo as mc
-
     picks = []
-    for rule, want, label in (("sg", mc.OUTER, "SG → S₂"), ("ema", mc.OUTER, "EMA → S₂"),
-                              ("sg", mc.ORIGIN, "SG → origin")):
+    for rule, want, label in (("sg", OUTER, "SG → S₂"), ("ema", OUTER, "EMA → S₂"),
+                              ("sg", ORIGIN, "SG → origin")):
         cols = results.get(rule)
         if cols is None:
             continue
-        sel = np.flatnonzero((cols["outcome"] == want) & (cols["e_increased"] if want == mc.OUTER else True)
+        sel = np.flatnonzero((cols["outcome"] == want) & (cols["e_increased"] if want == OUTER else True)
                              & (cols["steps"] < 20_000) & ~(cols["r2"] > 2.0))  # typical radii, readable axes
         if sel.size == 0:
             continue
-        best = sel[np.argmax(cols["max_E_rise"][sel])] if want == mc.OUTER else sel[0]  # most visible rise
+        best = sel[np.argmax(cols["max_E_rise"][sel])] if want == OUTER else sel[0]  # most visible rise
         idx = int(cols["index"][best])
         with jax.enable_x64(True):
-            tr = mc.sample_trial(jax.random.PRNGKey(seed), idx, cfg)
+            tr = sample_trial(jax.random.PRNGKey(seed), idx, cfg)
         picks.append({"rule": rule, "rho": float(tr.rho), "tau": float(tr.tau), "lam": float(tr.lam),
                       "a0": np.asarray(tr.a0), "B0": np.asarray(tr.B0), "label": f"{label} (trial {idx})"})
     return picks[:max_cases]

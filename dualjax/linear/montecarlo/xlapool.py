@@ -1,0 +1,102 @@
+"""The XLA pool: the slots on the devices, sharded over a 1-D mesh, stepped by jitted XLA code.
+
+The slot axis is sharded over a :class:`jax.sharding.Mesh` ``('trials',)`` (``AxisType.Auto``,
+:func:`~dualjax.linear.montecarlo.pool.make_mesh`); each slot's arithmetic is elementwise, so the
+results are bitwise identical on 1 or 8 devices. It runs the ``fast`` and ``rules`` engines on
+any backend (the ``kernel`` engine uses :mod:`~dualjax.linear.montecarlo.hostpool`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dualjax.linear.montecarlo.config import Config
+from dualjax.linear.montecarlo.engines import get_engine
+from dualjax.linear.montecarlo.pool import PoolOps, classify_lanes, fill_lanes
+from dualjax.linear.montecarlo.slots import advance_slot
+
+# XLA:CPU options for the pool's step loop (DebugOptions; they change scheduling and codegen,
+# not the arithmetic, so the results are bitwise the same). Region-analysis copy insertion drops
+# most of the per-step buffer copies of the loop carry; 512-bit vectors use all of AVX-512 on the
+# elementwise fusions. Together ~1.3-1.5x on the SG step loop (docs/montecarlo.md, Performance).
+CPU_ADVANCE_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True, "xla_cpu_prefer_vector_width": 512}
+
+
+# Steps per iteration of the fast engine's pool loop: two let XLA drop the carry copies of the SG
+# loop (~1.15x); for EMA (more state) it does not pay.
+ADVANCE_UNROLL = {"sg": 2, "ema": 1}
+
+
+def all_cpu(sharding: jax.sharding.Sharding) -> bool:
+    """Every device of the sharding's mesh is a CPU (the ``kernel`` engine may run)."""
+    return {dev.platform for dev in sharding.mesh.devices.flat} == {"cpu"}
+
+
+def _advance_options(sharding) -> dict | None:
+    return dict(CPU_ADVANCE_OPTIONS) if all_cpu(sharding) else None
+
+
+def _drain(size: int, live: int, devices: int) -> int | None:
+    """8x smaller once at most 1/8 of the lanes are live (each pool size is compiled once)."""
+    per_dev = size // devices
+    return max(8, per_dev // 8) * devices if live <= size // 8 and per_dev > 8 else None
+
+
+@functools.lru_cache(maxsize=32)
+def xla_pool(engine: str, rule: str, cfg: Config, block: int, sharding: jax.sharding.NamedSharding) -> PoolOps:
+    """The :class:`~dualjax.linear.montecarlo.pool.PoolOps` of the XLA pool for ``engine``
+    (``fast`` or ``rules``), jitted and cached (a repeated study does not compile again).
+
+    The pool is ``(Trial, Slot)`` on the mesh; ``advance`` (donating the pool) takes ``block``
+    steps per call, ``harvest`` classifies every lane in one call. Once no trial is queued, the
+    pool shrinks 8x at a time and is harvested every 8 ``advance`` calls.
+    """
+    eng = get_engine(engine, rule, cfg)
+    on_mesh = lambda tree: jax.lax.with_sharding_constraint(tree, sharding)  # noqa: E731
+    put = lambda x: jax.device_put(x, sharding)  # noqa: E731
+
+    def fill(key, index, live):
+        return on_mesh(fill_lanes(eng, cfg, key, index, live))
+
+    unroll = ADVANCE_UNROLL[rule] if engine == "fast" else 1
+
+    def advance(pool):
+        trial, slot = pool
+        return trial, jax.vmap(lambda t, s: advance_slot(eng, cfg, t, s, block, unroll))(trial, slot)
+
+    def refill(key, pool, index, mask):
+        pick = lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (y.ndim - 1)), x, y)  # noqa: E731
+        return jax.tree_util.tree_map(pick, fill(key, index, mask), pool)
+
+    def shrink(pool, take, live):
+        trial, slot = jax.tree_util.tree_map(lambda x: x[take], pool)
+        return on_mesh(trial), on_mesh(slot._replace(live=live))
+
+    fill_jit, classify_jit = jax.jit(fill), jax.jit(lambda pool: classify_lanes(eng, cfg, pool))
+    refill_jit, shrink_jit = jax.jit(refill, donate_argnums=1), jax.jit(shrink)
+    advance_jit = jax.jit(advance, donate_argnums=0, compiler_options=_advance_options(sharding))
+
+    def harvest(pool, occupied):
+        res = jax.device_get(classify_jit(pool))
+        lanes = np.flatnonzero(res.pop("done") & occupied)
+        return lanes, {name: col[lanes] for name, col in res.items()}
+
+    def refill_lanes(key, pool, lanes, index):
+        full = np.zeros(pool[0].index.shape[0], np.int32)
+        mask = np.zeros(len(full), bool)
+        full[lanes], mask[lanes] = index, True
+        return refill_jit(key, pool, put(full), put(mask))
+
+    return PoolOps(
+        fill=lambda key, index, live: fill_jit(key, put(index), put(live)),
+        advance=advance_jit,
+        harvest=harvest,
+        refill=refill_lanes,
+        shrink=lambda pool, take, live: shrink_jit(pool, put(take), put(live)),
+        drain=_drain,
+        drain_blocks=8,
+    )
