@@ -18,14 +18,13 @@ import jax.numpy as jnp
 import optax
 
 from dualjax.rules import StepState
-
-PyTree = Any
+from dualjax.typing import PyTree
 
 CONVERGED, BUDGET, DIVERGED = 0, 1, 2
 STATUS = ("converged", "budget", "diverged")
 
-# E counts as having increased when E_t > E_{t-1} (1 + E_RTOL) + E_ATOL: rounding noise on a
-# flat stretch must not register.
+# The tolerances of :func:`rose`, the one "E rose" test of the package (the Monte Carlo engines
+# and the compiled kernel use these same two numbers).
 E_RTOL = 1e-10
 E_ATOL = 1e-14
 
@@ -42,7 +41,13 @@ class RunResult(NamedTuple):
     max_E_rise: jax.Array
 
 
-def _rose(new, old):
+def rose(new, old):
+    """Whether a tracked value (E or F) increased beyond rounding: new − old > E_RTOL·|old| + E_ATOL.
+
+    Written as ``new > old (1 + E_RTOL sign(old)) + E_ATOL`` so that it is one fused comparison;
+    Prop 3.1's "SG / EMA do not minimize E" is read off this flag, so noise on a flat stretch
+    (a converged run) must not register. Elementwise: works on scalars, arrays and tracers.
+    """
     return new > old * (1 + E_RTOL * jnp.sign(old)) + E_ATOL
 
 
@@ -86,8 +91,8 @@ def run_discrete(
         E_new = E(s_new.theta, s_new.psi, batch)
         F_new = F_of(s_new)
         bad = _bad((s_new.theta, s_new.psi), max_norm)
-        e_up = e_up | (_rose(E_new, E_prev) & ~bad)
-        f_up = f_up | (_rose(F_new, F_prev) & ~bad & track_F)
+        e_up = e_up | (rose(E_new, E_prev) & ~bad)
+        f_up = f_up | (rose(F_new, F_prev) & ~bad & track_F)
         rise = jnp.maximum(rise, jnp.where(bad, 0.0, E_new - E_prev))
         return s_new, t + 1, inc, E_new, F_new, e_up, f_up, rise, bad
 
@@ -140,7 +145,7 @@ def run_flow(
         speed = optax.tree_utils.tree_norm(V(z_new))
         E_new = E_fn(z_new)
         bad = _bad(z_new, max_norm)
-        e_up = e_up | (_rose(E_new, E_prev) & ~bad)
+        e_up = e_up | (rose(E_new, E_prev) & ~bad)
         rise = jnp.maximum(rise, jnp.where(bad, 0.0, E_new - E_prev))
         return z_new, t + 1, speed, E_new, e_up, rise, bad
 

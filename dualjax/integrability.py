@@ -25,7 +25,7 @@ symmetric Hessian — a false "integrable" verdict. Use :func:`dualjax.rules.fie
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -33,8 +33,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from dualjax import checks, rules
-
-PyTree = Any
+from dualjax.typing import PyTree
 
 
 def flat_field(V: Callable[[PyTree], PyTree], z: PyTree):
@@ -197,7 +196,7 @@ def bilinear(V: Callable[[PyTree], PyTree], z: PyTree, u: PyTree, w: PyTree) -> 
     return float(jnp.dot(uf, Jw) - jnp.dot(wf, Ju))
 
 
-# --------------------------------------------------------------------------- models used by checks and the CLI
+# --------------------------------------------------------------------------- models used by the claims and the CLI
 
 def linear_sample_problem(key, n: int, m: int, *, samples: int = 400, lam: float = 0.05):
     """A linear Siamese problem on a sample: x ~ N(0, I), y = (I + 0.3G)x + 0.3ε; z = (A, B)."""
@@ -234,29 +233,3 @@ def mlp_problem(key, d_in: int = 6, hidden: int = 16, d_out: int = 4, *, samples
         return zz @ p.T
 
     return siamese(encode, predict, lam=lam).F, (theta, psi), (x, y)
-
-
-# --------------------------------------------------------------------------- reproduce hook
-
-def quick_check(seed: int = 0) -> dict:
-    """Measured values for ``dualjax reproduce``: exact vs probe asymmetry of the SG field for a
-    linear (n=6, m=4) and a tanh-MLP model; the plain rule's asymmetry as control."""
-    out = {}
-    with jax.enable_x64(True):
-        key = jax.random.PRNGKey(seed)
-        for name, (F, z, batch) in {
-            "linear_n6_m4": linear_sample_problem(key, 6, 4),
-            "tanh_mlp_6_16_4": mlp_problem(key),
-        }.items():
-            sg = exact_asymmetry(F, z, batch, rule="sg")
-            plain = exact_asymmetry(F, z, batch, rule="plain")
-            probe = probe_asymmetry(sg_field_at(F, batch, "sg"), z, jax.random.fold_in(key, 1), num_probes=64)
-            out[name] = {
-                "params": sg["params"],
-                "sg_exact": sg["asymmetry"],
-                "sg_probe": probe["asymmetry"],
-                "sg_probe_se": probe["asymmetry_se"],
-                "sg_bilinear_relative_median": probe["bilinear_relative_median"],
-                "plain_exact": plain["asymmetry"],
-            }
-    return out

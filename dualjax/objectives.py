@@ -19,7 +19,8 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from dualjax.typing import PyTree
+
 Loss = Callable[[jax.Array, jax.Array], jax.Array]
 
 

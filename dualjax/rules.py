@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import optax
 
 from dualjax import checks
+from dualjax.typing import PyTree
 
-PyTree = Any
 Schedule = Callable[[jax.Array], jax.Array]
 
 

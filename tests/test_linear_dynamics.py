@@ -10,7 +10,7 @@ import pytest
 
 from dualjax import dynamics, rules
 from dualjax.linear import model, spheres
-from dualjax.linear.dynamics import simulate
+from dualjax.linear.simulation import simulate
 
 RHO, TAU, LAM = 1.0, 0.8, 0.05  # m = 1, Δ = 0.44 > 0: spheres r₁ ≈ 0.068, r₂ ≈ 0.732
 
@@ -99,6 +99,17 @@ def test_trajectory_records_E_and_increments():
     assert snaps["theta"].shape == (10, 4, 1) and snaps["E"].shape == (10,)
     np.testing.assert_allclose(snaps["E"][-1], obj.E(final.theta, final.psi, mom), rtol=1e-12)
     np.testing.assert_allclose(snaps["theta"][-1], final.theta)
+
+
+def test_rose_is_an_increase_beyond_rounding():
+    """rose(new, old) ⇔ new − old > E_RTOL·|old| + E_ATOL, for either sign of old."""
+    rng = np.random.default_rng(0)
+    old = rng.choice([-1.0, 1.0], 2000) * 10.0 ** rng.uniform(-16, 3, 2000)
+    margin = dynamics.E_RTOL * np.abs(old) + dynamics.E_ATOL
+    step = margin * rng.choice([0.5, 2.0], 2000) * rng.choice([-1.0, 1.0], 2000)
+    new = old + step
+    np.testing.assert_array_equal(np.asarray(dynamics.rose(jnp.asarray(new), jnp.asarray(old))), step > margin)
+    assert not dynamics.rose(1.0 + 1e-12, 1.0) and dynamics.rose(1.0 + 1e-9, 1.0)  # noise vs a real rise
 
 
 def test_budget_and_divergence_reported():
