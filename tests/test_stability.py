@@ -5,9 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dualjax.linear import dynamics as dyn
 from dualjax.linear import equilibria as eq
-from dualjax.linear import model, orbits
+from dualjax.linear import model, orbits, simulation
 from dualjax.linear import stability as st
 
 LAM = 0.05
@@ -138,7 +137,7 @@ def test_trajectories_end_on_stable_equilibria(enum):
     for seed, scale in [(0, 0.5), (1, 0.05), (2, 1.5)]:
         A0, B0 = model.init_params(jax.random.PRNGKey(seed), 4, 2, scale=scale)
         for rule in ("sg", "ema"):
-            run = dyn.simulate(rule, A0, B0, MOM, LAM, eta=0.1, alpha=0.9, max_steps=60_000, tol=1e-10)
+            run = simulation.simulate(rule, A0, B0, MOM, LAM, eta=0.1, alpha=0.9, max_steps=60_000, tol=1e-10)
             assert run.converged
             S = run.A.T @ run.A
             dist = [np.linalg.norm(S - e.S) / (1 + np.linalg.norm(e.S)) for e in enum.equilibria]

@@ -22,7 +22,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, n_default: int | None
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
 
 
-def _matrix(text: str, name: str) -> np.ndarray:
+def parse_matrix(text: str, name: str) -> np.ndarray:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
@@ -47,7 +47,7 @@ def load_data(args):
             raise ValueError("give both --rho and --tau (or --m with --seed for random data)")
         if args.m is not None:
             raise ValueError(f"--m={args.m} conflicts with --rho/--tau; give one or the other")
-        mom = model.moments(_matrix(args.rho, "rho"), _matrix(args.tau, "tau"), strict=True)
+        mom = model.moments(parse_matrix(args.rho, "rho"), parse_matrix(args.tau, "tau"), strict=True)
     else:
         if args.m is None:
             raise ValueError("give --rho and --tau, or --m (with --seed) for random generic data")

@@ -30,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _matrix(text: str, name: str) -> np.ndarray:
-    from dualjax.commands._theory import _matrix as parse
+    from dualjax.commands._theory import parse_matrix
 
     try:
-        return parse(text, name)
+        return parse_matrix(text, name)
     except ValueError as err:
         raise SystemExit(str(err)) from None
 

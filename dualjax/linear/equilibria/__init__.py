@@ -20,8 +20,7 @@ Modules (everything public is re-exported here: ``from dualjax.linear import equ
 * ``homotopy``    — :func:`solve_homotopy`, total-degree homotopy continuation in JAX (m ≤ 4);
 * ``newton``      — Newton polish, many-start :func:`solve_newton` (large m, real roots only) and
   :func:`rank_deficient_solutions` (Levenberg–Marquardt on S = WᵀW; indicative);
-* ``enumeration`` — :func:`enumerate_equilibria`: every PSD equilibrium with rank and residuals;
-* ``quick``       — the ``dualjax reproduce`` hook :func:`quick_check`.
+* ``enumeration`` — :func:`enumerate_equilibria`: every PSD equilibrium with rank and residuals.
 
 Prop 4.11's m = 1 closed forms (:mod:`dualjax.linear.spheres`) are re-exported too.
 """
@@ -35,7 +34,6 @@ from dualjax.linear.equilibria.homotopy import (
     solve_homotopy,
 )
 from dualjax.linear.equilibria.newton import newton_batch, polish, rank_deficient_solutions, solve_newton
-from dualjax.linear.equilibria.quick import quick_check
 from dualjax.linear.equilibria.system import (
     apriori_bound,
     bezout_bound,
@@ -71,7 +69,7 @@ __all__ = [
     "equilibrium_point", "equilibrium_residual", "existence", "expected_complex_count",
     "field_residual", "full_rank_residual", "gram_factor", "max_stable_step", "newton_batch",
     "num_unknowns", "numerical_rank", "polish", "predictor_at", "predictor_on_sphere",
-    "quick_check", "radial_eigenvalue", "radii", "rank_deficient_solutions", "residual_vec",
+    "radial_eigenvalue", "radii", "rank_deficient_solutions", "residual_vec",
     "sample_variety", "solve_exact", "solve_homotopy", "solve_newton", "sym_from_vec",
     "validated_data", "vec_from_sym",
 ]

@@ -22,7 +22,6 @@ The modules, in the order the data flows:
 ``stats``      :func:`summarize`, :func:`summary`, :func:`wilson`: fractions with intervals
 ``figures``    trajectories, basins, fractions, energy (matplotlib)
 ``writers``    :func:`write_study`: ``summary.json``, ``trials.csv`` and the figures
-``quick``      :func:`quick_study`: the one-call reproduction of the paper's table
 =============  ==================================================================================
 
 ``from dualjax.linear import montecarlo as mc`` gives the names below (``mc.study``,
@@ -48,7 +47,6 @@ from dualjax.linear.montecarlo.engines import (
     rules_engine,
 )
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, make_mesh, run_pool
-from dualjax.linear.montecarlo.quick import QUICK_CONFIG, quick_study
 from dualjax.linear.montecarlo.slots import (
     DIVERGED,
     INNER,
@@ -72,9 +70,9 @@ from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_tr
 
 __all__ = [
     "CSV_COLUMNS", "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
-    "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "QUICK_CONFIG", "STUDY_RULES", "Config", "Engine", "FastState",
+    "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "STUDY_RULES", "Config", "Engine", "FastState",
     "PoolOps", "Slot", "Trial", "advance_slot", "check_config", "check_rule", "classify", "fast_engine",
-    "finish_slot", "get_engine", "init_slot", "kernel", "make_mesh", "quick_study", "resolve_engine", "rules_engine",
+    "finish_slot", "get_engine", "init_slot", "kernel", "make_mesh", "resolve_engine", "rules_engine",
     "run_points", "run_pool", "run_to_end", "run_trial", "run_trials", "sample_trial", "slot_active", "study",
     "summarize", "summary", "trial_moments", "wilson", "write_study", "write_trials_csv",
 ]

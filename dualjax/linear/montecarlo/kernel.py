@@ -81,7 +81,7 @@ def step_source(n: int, ema: bool) -> str:
     def rows_sq(M):
         return " + ".join(dot(row, row) for row in M)
 
-    def rose(new, old):  # slots._rose: an increase beyond rounding noise
+    def rose(new, old):  # dynamics.rose, written out for numba
         return f"({new} > {old} * (1 + rtol * np.sign({old})) + atol)"
 
     body = [f"{x} = {x}_[l]" for x in state_names(n, ema)]

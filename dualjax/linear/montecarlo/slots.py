@@ -48,10 +48,6 @@ class Slot(NamedTuple):
     live: jax.Array
 
 
-def _rose(new, old):
-    return new > old * (1 + dynamics.E_RTOL * jnp.sign(old)) + dynamics.E_ATOL
-
-
 def init_slot(engine: Engine, cfg: Config, trial: Trial, live=True) -> Slot:
     """θ₀ with E₀, F₀ and the divergence test at t = 0, as in ``run_discrete``'s initial carry."""
     dyn = engine.init(trial)
@@ -77,9 +73,9 @@ def _check(engine: Engine, cfg: Config, trial: Trial, slot: Slot, due) -> Slot:
     bad = _diverged(sq, cfg.max_norm)
     ok = due & ~bad
     if F is not None:
-        slot = slot._replace(F=jnp.where(due, F, slot.F), f_up=slot.f_up | (ok & _rose(F, slot.F)))
+        slot = slot._replace(F=jnp.where(due, F, slot.F), f_up=slot.f_up | (ok & dynamics.rose(F, slot.F)))
     return slot._replace(
-        E=jnp.where(due, E, slot.E), e_up=slot.e_up | (ok & _rose(E, slot.E)),
+        E=jnp.where(due, E, slot.E), e_up=slot.e_up | (ok & dynamics.rose(E, slot.E)),
         max_rise=jnp.where(ok, jnp.maximum(slot.max_rise, E - slot.E), slot.max_rise),
         bad=slot.bad | (due & bad))
 
