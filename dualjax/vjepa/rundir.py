@@ -40,7 +40,7 @@ def read_config(run_dir: str | Path) -> config_lib.Config:
     return config_lib.Config.from_json(path.read_text()).validate()
 
 
-def start(run_dir: str | Path, cfg: config_lib.Config, *, resume: bool) -> None:
+def prepare(run_dir: str | Path, cfg: config_lib.Config, *, resume: bool) -> None:
     """Prepare ``run_dir`` for a run of ``cfg``: a resumed run requires ``cfg`` to equal its
     config.json; a fresh one writes config.json and removes old checkpoints (process 0 only)."""
     out = Path(run_dir)

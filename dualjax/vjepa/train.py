@@ -75,7 +75,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     """
     out = Path(out_dir)
     lead = jax.process_index() == 0
-    rundir.start(out, cfg, resume=resume)
+    rundir.prepare(out, cfg, resume=resume)
     if setup is None:
         setup = build(cfg)
     elif setup.cfg != cfg:
