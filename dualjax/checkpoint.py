@@ -36,15 +36,14 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
 from dualjax import checks
+from dualjax.typing import PyTree
 
-PyTree = Any
 log = logging.getLogger(__name__)
 
 _COMMIT_FILE = "commit_success.txt"

@@ -13,12 +13,10 @@ the parameters. The check is split so that the host never waits for the step it 
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-PyTree = Any
+from dualjax.typing import PyTree
 
 FAULT_NAMES = ("F (loss)", "gradients", "parameters")  # bits 0, 1, 2 of a fault mask
 

@@ -23,7 +23,6 @@ import pkgutil
 from pathlib import Path
 
 from dualjax import checks, configs
-from dualjax.configs import override  # noqa: F401  (the typed overrides, re-exported for callers)
 
 TEACHERS = ("sg", "ema", "plain")
 

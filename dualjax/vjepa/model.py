@@ -13,19 +13,18 @@ F: as in the reference, AdamW's decoupled weight decay plays its role.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from dualjax import objectives
+from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa.predictor import Predictor
 from dualjax.vjepa.vit import ViT, gather_tokens, layer_norm
-
-PyTree = Any
 
 
 class _Pure:

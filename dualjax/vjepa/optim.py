@@ -3,16 +3,13 @@ weight decay, no decay on 1-D parameters, and the teacher rule with its momentum
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import optax
 
 from dualjax import rules
+from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
-
-PyTree = Any
 
 
 def lr_schedule(cfg: config_lib.Config) -> optax.Schedule:

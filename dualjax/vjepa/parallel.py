@@ -7,16 +7,15 @@ pairs (fsdp); the mathematics is the single-device step of :mod:`dualjax.vjepa.s
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import numpy as np
 
 from dualjax import distributed as dist
+from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa.step import Setup, TrainState, device_batch
-
-PyTree = Any
 
 
 class Parallel(NamedTuple):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ import optax
 from flax import nnx
 
 from dualjax import checks
+from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa.vit import LN_EPS, MLP, Attention, _linear, _trunc
@@ -33,7 +34,6 @@ if TYPE_CHECKING:  # annotations only: the step module does not need the probe
     from dualjax.vjepa.model import VJEPA
     from dualjax.vjepa.step import Setup, TrainState
 
-PyTree = Any
 
 
 class AttentiveProbe(nnx.Module):

@@ -15,19 +15,18 @@ Metrics of the step made at t (see docs/vjepa.md): ``F``; ``d_theta`` = ‖θ_{t
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from dualjax import faults, objectives, rules
+from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import masks as masks_lib
 from dualjax.vjepa import optim
 from dualjax.vjepa.model import VJEPA, make_objective
-
-PyTree = Any
 
 
 class TrainState(NamedTuple):

@@ -20,7 +20,6 @@ used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ra
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import jax
 import numpy as np
 
 from dualjax import checkpoint as ckpt_lib
-from dualjax import configs, faults
+from dualjax import faults
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa import probe as probe_lib
@@ -155,14 +154,3 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         if bar is not None:
             bar.close()
     return records
-
-
-def quick_run(out_dir: str | Path, *, steps: int = 60, teacher: str = "sg", config: str = "tiny",
-              progress: bool = False, probes: bool = True, **overrides) -> dict:
-    """A small run for ``dualjax reproduce``: trains ``config`` with ``teacher`` for ``steps``
-    steps into ``out_dir`` and returns ``{"records": [...], "summary": {...}}``."""
-    cfg = configs.override(config_lib.load(config), {"steps": steps, "teacher": teacher, **overrides})
-    if cfg.warmup_steps >= cfg.steps:
-        cfg = dataclasses.replace(cfg, warmup_steps=max(0, cfg.steps // 10))
-    records = train(cfg.validate(), out_dir, progress=progress, probes=probes)
-    return {"records": records, "summary": summarize(records)}
