@@ -25,7 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from dualjax.claims.report import ClaimResult
+from dualjax import outputs
+from dualjax.claims.report import REPORT_FILES, ClaimResult
 
 # key -> module under dualjax.claims, in the order of the report
 CLAIMS: dict[str, str] = {
@@ -39,6 +40,10 @@ CLAIMS: dict[str, str] = {
     "synthetic": "synthetic",
     "fig2": "fig2",
 }
+
+# what `reproduce` writes into its folder (the report first: it is the summary of the others);
+# `--overwrite` removes exactly these. A claim that writes a new name adds it here.
+OUTPUTS: tuple[str, ...] = (*REPORT_FILES, "linear", "montecarlo", "vjepa", "prop4_7_pd_counts.png")
 
 
 def claim_module(key: str) -> ModuleType:
@@ -54,14 +59,30 @@ def run_claim(key: str, out_dir: str | Path, full: bool = False) -> ClaimResult:
     return module.row(module.measure(Path(out_dir), full))
 
 
-def run_all(out_dir: str | Path, *, full: bool = False, only: list[str] | None = None,
-            progress: Callable[[str], object] = print) -> list[ClaimResult]:
-    """Run every claim (or those in ``only``) in report order; one that raises is 'failed to run'."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    unknown = [k for k in only or [] if k not in CLAIMS]
+def parse_only(text: str | None) -> list[str] | None:
+    """The claim keys of ``--only`` (comma-separated; ``None`` = every claim). ValueError for a
+    list that names no claim (``","``) or an unknown key."""
+    if text is None:
+        return None
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise ValueError(f"--only {text!r} names no claim; choose from {list(CLAIMS)} (or omit --only for all)")
+    unknown = [k for k in keys if k not in CLAIMS]
     if unknown:
         raise ValueError(f"unknown claim(s) {unknown}; choose from {list(CLAIMS)}")
+    return keys
+
+
+def run_all(out_dir: str | Path, *, full: bool = False, only: list[str] | None = None,
+            progress: Callable[[str], object] = print, overwrite: bool = False) -> list[ClaimResult]:
+    """Run every claim (or those in ``only``) in report order; one that raises is 'failed to run'.
+
+    ``out_dir`` must be empty or ``overwrite`` (:func:`dualjax.outputs.check`), which first
+    removes what a reproduction owns (:data:`OUTPUTS`), the report first."""
+    if only is not None:
+        only = parse_only(",".join(only))
+    out = outputs.check(out_dir, overwrite=overwrite)
+    outputs.prepare(out, OUTPUTS, overwrite=overwrite)
     results = []
     for key in CLAIMS:
         if only and key not in only:
