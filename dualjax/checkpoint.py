@@ -45,7 +45,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dualjax import checks
+from dualjax import checks, outputs
 from dualjax.typing import PyTree
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class MetricsWriter:
 
     Lines are flushed as written, so a killed process loses at most a torn last line.
     :meth:`truncate` keeps only complete lines with ``step <= last_step``, rewriting the file
-    atomically (write a temporary file, then ``os.replace``).
+    atomically (:func:`dualjax.outputs.write_text`: a temporary file, then ``os.replace``).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -286,10 +286,8 @@ class MetricsWriter:
                     break
                 if int(record.get("step", -1)) <= last_step:
                     kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        outputs.write_text(self.path, "".join(kept))
         return len(kept)
 
     def write(self, record: dict) -> None:

@@ -35,7 +35,7 @@ from dualjax.vjepa import config as config_lib
 from dualjax.vjepa.step import Setup, TrainState
 
 CONFIG, METRICS, CKPT_DIR, PROBE = "config.json", "metrics.jsonl", "checkpoints", "probe.json"
-OWNED = (CONFIG, METRICS, CKPT_DIR, PROBE, METRICS + ".tmp")  # what a run writes; config.json goes first
+OWNED = (CONFIG, METRICS, CKPT_DIR, PROBE)  # what a run writes; config.json goes first
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ def save(ckpt: ckpt_lib.Checkpointer, step: int, state: TrainState, videos_skipp
 
 def resume(ckpt: ckpt_lib.Checkpointer, state: TrainState) -> tuple[int, TrainState, int]:
     """``(s, state_s, videos_skipped)`` of the newest readable checkpoint, restored with the
-    structure and shardings of ``state`` (newer unreadable ones are set aside, see
-    :meth:`~dualjax.checkpoint.Checkpointer.restore_latest`); ``(0, state, 0)``, said in the
-    log, if there is none."""
+    structure and shardings of ``state`` (arrays or ``jax.ShapeDtypeStruct``; newer unreadable
+    checkpoints are set aside, see :meth:`~dualjax.checkpoint.Checkpointer.restore_latest`);
+    ``(0, state, 0)``, said in the log, if there is none."""
     found = ckpt.restore_latest(state_to_tree(state))
     if found is None:
         log.warning("no complete checkpoint in %s: starting from step 0", ckpt.directory)

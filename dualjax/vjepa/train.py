@@ -100,8 +100,13 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     writer = ckpt_lib.MetricsWriter(out / rundir.METRICS)
     bar = None
     try:
-        state = par.init()
-        start, state, skipped = rundir.resume(ckpt, state) if resume else (0, state, 0)
+        start, state, skipped = 0, None, 0
+        if resume:  # restored into the abstract state: no compiled init unless there is no checkpoint
+            abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                    jax.eval_shape(setup.init), par.state_sharding)
+            start, state, skipped = rundir.resume(ckpt, abstract)
+        if start == 0:
+            state = par.init()
         set_aside = len(ckpt_lib.set_aside_steps(ckpt.directory))
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
