@@ -98,27 +98,33 @@ def _snapshot(root: Path) -> dict[str, str]:
 # (argv with {A} = the area, needle the message must contain)
 CASES = {
     # linear: every argument range-checked, the folder before the work
-    "linear-steps-negative": (["linear", "--steps", "-5", "--out", "{A}/new"], "steps must be a positive integer, got -5"),
+    "linear-steps-negative": (["linear", "--steps", "-5", "--out", "{A}/new"],
+                              "steps must be a positive integer, got -5"),
     "linear-steps-zero": (["linear", "--steps", "0", "--out", "{A}/new"], "steps must be a positive integer, got 0"),
-    "linear-init-scale": (["linear", "--init-scale", "-1", "--out", "{A}/new"], "init_scale must be a finite scalar > 0"),
+    "linear-init-scale": (["linear", "--init-scale", "-1", "--out", "{A}/new"],
+                          "init_scale must be a finite scalar > 0"),
     "linear-n-not-above-m": (["linear", "--n", "1", "--out", "{A}/new"], "n must exceed m"),
     "linear-out-file": (["linear", "--out", "{A}/afile"], "'{A}/afile' exists and is not a folder"),
     "linear-out-proc": (["linear", "--out", "/proc/dualjax-out"], "'/proc' is not writable"),
     "linear-out-non-empty": (["linear", "--out", "{A}/full"], "'{A}/full' is not empty (keep.txt)"),
     # montecarlo: a million trials would take minutes: the folder is refused before the study
     "mc-out-file": (["montecarlo", "--trials", "1000000", "--out", "{A}/afile"], "exists and is not a folder"),
-    "mc-out-below-file": (["montecarlo", "--trials", "1000000", "--out", "{A}/afile/sub"], "'{A}/afile' is not a folder"),
+    "mc-out-below-file": (["montecarlo", "--trials", "1000000", "--out", "{A}/afile/sub"],
+                          "'{A}/afile' is not a folder"),
     "mc-out-proc": (["montecarlo", "--trials", "1000000", "--out", "/proc/mc"], "'/proc' is not writable"),
     "mc-out-non-empty": (["montecarlo", "--trials", "1000000", "--out", "{A}/full"], "pass --overwrite"),
-    "mc-init-scale": (["montecarlo", "--init-scale", "-1", "--out", "{A}/new"], "init_scale must be a finite scalar > 0"),
+    "mc-init-scale": (["montecarlo", "--init-scale", "-1", "--out", "{A}/new"],
+                      "init_scale must be a finite scalar > 0"),
     "mc-trials": (["montecarlo", "--trials", "0", "--out", "{A}/new"], "trials must be a positive integer, got 0"),
     "mc-rules-empty": (["montecarlo", "--rules", ",", "--out", "{A}/new"], "--rules ',' names no rule"),
     "mc-range": (["montecarlo", "--rho-range", "3,1", "--out", "{A}/new"], "lo < hi, got (3.0, 1.0)"),
-    "mc-flag-type": (["montecarlo", "--max-steps", "x", "--out", "{A}/new"], "max_steps='x' cannot be parsed as int"),
+    "mc-flag-type": (["montecarlo", "--max-steps", "x", "--out", "{A}/new"],
+                     "max_steps='x' cannot be parsed as int"),
     "mc-flag-choice": (["montecarlo", "--init", "uniform", "--out", "{A}/new"], "invalid choice: 'uniform'"),
     "mc-missing-out": (["montecarlo"], "the following arguments are required: --out"),
     # train: every config field range-checked; nothing of an existing run touched, --overwrite or not
-    "train-mlp-ratio": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run", "--overwrite", "--set", "mlp_ratio=-1"],
+    "train-mlp-ratio": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run", "--overwrite",
+                         "--set", "mlp_ratio=-1"],
                         "mlp_ratio must be a finite number > 0, got -1.0"),
     "train-weight-decay-inf": (["train", "--config", "{A}/tiny.py", "--out", "{A}/new", "--set", "weight_decay=1e999"],
                                "weight_decay must be a finite number >= 0, got inf"),
@@ -130,11 +136,13 @@ CASES = {
                        "probe_lr must be a finite number > 0, got -1000.0"),
     "train-unknown-key": (["train", "--config", "{A}/tiny.py", "--out", "{A}/new", "--set", "stepz=3"],
                           "unknown config key 'stepz'"),
-    "train-lists-without-video": (["train", "--config", "{A}/tiny.py", "--out", "{A}/new", "--set", "train_lists=a.txt"],
+    "train-lists-without-video": (["train", "--config", "{A}/tiny.py", "--out", "{A}/new",
+                                   "--set", "train_lists=a.txt"],
                                   "train_lists, heldout_lists and list_weights are for dataset='video'"),
     "train-existing-run": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run"],
                            "continue that run with --resume {A}/run, or pass --overwrite"),
-    "train-num-devices": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run", "--overwrite", "--set", "num_devices=3"],
+    "train-num-devices": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run", "--overwrite",
+                           "--set", "num_devices=3"],
                           "batch_size=4 is not divisible by the 3 devices"),
     "train-missing-list": (["train", "--config", "{A}/tiny.py", "--out", "{A}/run", "--overwrite", "--set",
                             "dataset=video", "--set", "train_lists={A}/nowhere.txt"], "'{A}/nowhere.txt' does not exist"),
@@ -142,22 +150,27 @@ CASES = {
                                  "--set", "dataset=video", "--set", "train_lists={A}/nolist.txt"],
                                 "none of the 2 videos in list '{A}/nolist.txt' is readable"),
     "train-out-proc": (["train", "--config", "{A}/tiny.py", "--out", "/proc/run"], "'/proc' is not writable"),
-    "train-resume-invalid-json": (["train", "--resume", "{A}/badjson"], "{A}/badjson/config.json is not valid JSON (line"),
-    "train-resume-wrong-type": (["train", "--resume", "{A}/wrongtype"], "{A}/wrongtype/config.json: steps='4' must be INT"),
+    "train-resume-invalid-json": (["train", "--resume", "{A}/badjson"],
+                                  "{A}/badjson/config.json is not valid JSON (line"),
+    "train-resume-wrong-type": (["train", "--resume", "{A}/wrongtype"],
+                                "{A}/wrongtype/config.json: steps='4' must be INT"),
     "train-resume-shape-mismatch": (["train", "--resume", "{A}/reshaped", "--no-probe"],
                                     "checkpoint 4 in {A}/reshaped/checkpoints does not match the run's config"),
     "train-resume-all-corrupt": (["train", "--resume", "{A}/allcorrupt", "--no-probe"],
                                  "none of the committed checkpoints [2, 4] in {A}/allcorrupt/checkpoints can be read"),
     "train-resume-overwrite": (["train", "--resume", "{A}/run", "--overwrite"], "do not combine it with"),
     # probe: settings only; missing steps named
-    "probe-missing-step": (["probe", "--ckpt", "{A}/run/checkpoints/99"], "the complete ones in {A}/run/checkpoints are steps [2, 4]"),
+    "probe-missing-step": (["probe", "--ckpt", "{A}/run/checkpoints/99"],
+                           "the complete ones in {A}/run/checkpoints are steps [2, 4]"),
     "probe-not-a-run": (["probe", "--ckpt", "{A}/full"], "{A}/full is neither a run directory"),
     "probe-set-width": (["probe", "--ckpt", "{A}/run", "--set", "width=128"], "width is not a probe setting"),
     "probe-set-lr": (["probe", "--ckpt", "{A}/run", "--set", "probe_lr=-1e3"], "probe_lr must be a finite number > 0"),
     # reproduce, integrability
     "reproduce-only-empty": (["reproduce", "--only", ",", "--out", "{A}/new"], "--only ',' names no claim"),
-    "reproduce-only-unknown": (["reproduce", "--only", "prop9.9", "--out", "{A}/new"], "unknown claim(s) ['prop9.9']"),
-    "reproduce-out-proc": (["reproduce", "--only", "prop4.11", "--out", "/proc/rep"], "'/proc' is not writable"),
+    "reproduce-only-unknown": (["reproduce", "--only", "prop9.9", "--out", "{A}/new"],
+                               "unknown claim(s) ['prop9.9']"),
+    "reproduce-out-proc": (["reproduce", "--only", "prop4.11", "--out", "/proc/rep"],
+                           "'/proc' is not writable"),
     "reproduce-out-non-empty": (["reproduce", "--only", "prop4.11", "--out", "{A}/full"], "is not empty"),
     "integrability-mlp-linear-flags": (["integrability", "--model", "mlp", "--m", "3", "--kind", "aug"],
                                        "--m, --kind apply to the linear model only"),
@@ -256,7 +269,8 @@ def test_montecarlo_killed_before_its_summary_leaves_a_recognisably_incomplete_f
     temporary name, then renamed), summary.json is absent, so the folder reads as incomplete;
     a re-run is refused until --overwrite, which completes it."""
     out = tmp_path / "mc"
-    proc = _dualjax("montecarlo", *MC, "--out", out, cache=area / "xla-cache", prelude=KILL_BEFORE_SUMMARY)
+    proc = _dualjax("montecarlo", *MC, "--engine", "fast", "--out", out, cache=area / "xla-cache",
+                    prelude=KILL_BEFORE_SUMMARY)  # the XLA engine compiles faster than the kernel in a child
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
     with open(out / "trials.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 80  # complete: 40 trials x 2 rules

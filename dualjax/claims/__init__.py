@@ -10,8 +10,10 @@ Each claim module (``prop3_1`` … ``fig2``) holds, for one statement of the pap
   from the measurement (never written in advance), with the reason.
 
 :data:`CLAIMS` maps each key to its module, in the order of the report. **Adding a claim** is
-adding one module with those four names and one line to :data:`CLAIMS`. Modules are imported
-only when their claim runs, so ``--only prop4.11`` never loads the V-JEPA trainer.
+adding one module with those four names and one line to :data:`CLAIMS` (and, if it writes a
+new file or folder under ``out_dir``, its name to :data:`OUTPUTS`, what ``--overwrite`` clears).
+Modules are imported only when their claim runs, so ``--only prop4.11`` never loads the V-JEPA
+trainer.
 The rows are rendered by :mod:`dualjax.claims.report` (``report.md``, ``report.html``,
 ``report.json``).
 """

@@ -107,7 +107,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             start, state, skipped = rundir.resume(ckpt, abstract)
         if start == 0:
             state = par.init()
-        set_aside = len(ckpt_lib.set_aside_steps(ckpt.directory))
+        n_set_aside = len(ckpt_lib.set_aside_steps(ckpt.directory))
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
         batches = data_lib.train_batches(source, setup.masks, cfg.batch_size, cfg.data_seed, cfg.steps,
@@ -141,7 +141,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             if logged:
                 flags = metrics.pop("faults")
                 record.update({k: float(v) for k, v in metrics.items()}, E=float(record["E"]),
-                              all_finite=int(flags) == 0, videos_skipped=skipped, checkpoints_set_aside=set_aside)
+                              all_finite=int(flags) == 0, videos_skipped=skipped, checkpoints_set_aside=n_set_aside)
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0
