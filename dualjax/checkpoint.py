@@ -15,8 +15,12 @@ orbax never lists as a step and :class:`Checkpointer` deletes on start (process 
 deleted only after the new one is committed (keep-last-k). :meth:`Checkpointer.latest_step`
 (and the read-only :func:`committed_steps`) additionally require the commit marker, and
 :meth:`Checkpointer.restore_latest` falls back to an older step if the newest one cannot be read
-(e.g. a step directory half-deleted by a kill during garbage collection), so a resume always
-starts from the last *complete* checkpoint.
+(e.g. a step directory half-deleted by a kill during garbage collection, or a damaged file), so
+a resume always starts from the last *readable* checkpoint; the unreadable newer steps are then
+**set aside** as ``D/<step>.corrupt-<n>`` (renamed, never deleted; named in the log), so the
+resumed run writes that step anew. If no step can be read, :class:`CheckpointError` (a
+ValueError) says whether the shapes do not match the target (an edited config) or the files
+are damaged, and nothing is moved.
 
 **Asynchronous saving.** :meth:`Checkpointer.save` returns once the arrays are copied to host;
 serialization runs in a background thread. Call :meth:`Checkpointer.wait` (or ``close``) before
@@ -41,12 +45,19 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dualjax import checks
+from dualjax import checks, outputs
 from dualjax.typing import PyTree
 
 log = logging.getLogger(__name__)
 
 _COMMIT_FILE = "commit_success.txt"
+_SET_ASIDE = ".corrupt-"
+# orbax's words for a target whose shapes / structure differ from what was saved
+_MISMATCH = ("is not compatible with the stored shape", "tree structures do not match")
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a directory can be read into the given target."""
 
 
 def is_committed(path: str | os.PathLike) -> bool:
@@ -144,25 +155,33 @@ class Checkpointer:
         is committed.
 
         A committed step that fails to restore (damaged by a kill during garbage collection or
-        by hand) is skipped with a warning and the next older one is tried. If none restores
-        (e.g. ``target_like`` does not match what was saved) the last error is raised, rather
-        than silently starting over.
+        by hand) is passed over for the next older one; once one restores, the newer unreadable
+        steps are named in the log and set aside as ``<step>.corrupt-<n>`` (process 0), so a
+        later save of that step is written. If none restores, or the target does not fit
+        (:func:`mismatch`), :class:`CheckpointError` (see :func:`unreadable`) rather than
+        silently starting over, and nothing is moved.
         """
         steps = self.all_steps()
-        error = None
+        failed = []
         for step in reversed(steps):
             try:
                 state, extras = self.restore(target_like, step)
             except Exception as err:  # noqa: BLE001 - any unreadable step: fall back
-                log.warning("checkpoint step %d in %s is unreadable (%s); trying an older one", step, self.directory, err)
-                error = err
+                failed.append((step, err))
+                if mismatch(err):  # the target is wrong, not the files: no older step fits either
+                    raise unreadable(self.directory, failed) from err
                 continue
+            for bad, err in failed:
+                log.warning("checkpoint %s is unreadable (%s)", self.directory / str(bad), short_error(err))
+            if failed and jax.process_index() == 0:
+                for bad, _ in failed:
+                    moved = set_aside(self.directory / str(bad))
+                    log.warning("checkpoint %s set aside as %s; resuming from step %d (%d set aside in %s)",
+                                bad, moved.name, step, len(set_aside_steps(self.directory)), self.directory)
+                self._manager.reload()
             return step, state, extras
-        if error is not None:
-            raise RuntimeError(
-                f"none of the committed checkpoints {steps} in {self.directory} could be restored "
-                f"into the given target; last error: {error}"
-            ) from error
+        if failed:
+            raise unreadable(self.directory, failed)
         return None
 
     def wait(self) -> None:
@@ -178,6 +197,44 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def short_error(err: BaseException) -> str:
+    """The first line of an exception, at most 200 characters (orbax's can run to pages)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def mismatch(err: BaseException) -> bool:
+    """Whether a restore failed because the target's shapes or structure differ from the saved ones."""
+    return isinstance(err, ValueError) and any(m in str(err) for m in _MISMATCH)
+
+
+def unreadable(directory: Path, failed: list[tuple[int, BaseException]]) -> CheckpointError:
+    """The error for a directory whose ``failed`` ``(step, error)``, newest first, could not be
+    read: a shape / structure mismatch (the last error) or damaged files."""
+    steps = sorted(step for step, _ in failed)
+    step, err = failed[-1]
+    if mismatch(err):
+        return CheckpointError(f"checkpoint {step} in {directory} does not match the run's config "
+                               f"(was config.json edited?): {short_error(err)}")
+    return CheckpointError(f"none of the committed checkpoints {steps} in {directory} can be read (damaged files?): "
+                           f"step {step}: {short_error(err)}; move the folder aside, or start afresh with --overwrite")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename step directory ``path`` to ``<step>.corrupt-<n>`` (the first free n ≥ 1); return the new path."""
+    n = 1
+    while (target := path.with_name(f"{path.name}{_SET_ASIDE}{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
+
+
+def set_aside_steps(directory: str | os.PathLike) -> list[str]:
+    """Names of the step directories set aside under ``directory`` (``<step>.corrupt-<n>``)."""
+    directory = Path(directory)
+    return sorted(p.name for p in directory.iterdir() if _SET_ASIDE in p.name) if directory.is_dir() else []
 
 
 def _remove_torn_saves(directory: Path) -> None:
@@ -209,7 +266,7 @@ class MetricsWriter:
 
     Lines are flushed as written, so a killed process loses at most a torn last line.
     :meth:`truncate` keeps only complete lines with ``step <= last_step``, rewriting the file
-    atomically (write a temporary file, then ``os.replace``).
+    atomically (:func:`dualjax.outputs.write_text`: a temporary file, then ``os.replace``).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -229,10 +286,8 @@ class MetricsWriter:
                     break
                 if int(record.get("step", -1)) <= last_step:
                     kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        outputs.write_text(self.path, "".join(kept))
         return len(kept)
 
     def write(self, record: dict) -> None:

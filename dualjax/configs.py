@@ -57,18 +57,19 @@ def _type_name(tp) -> str:
     return name.upper() + ("|none" if nullable else "")
 
 
-def coerce(value: Any, tp, name: str) -> Any:
-    """``value`` (a Python value, or a string to parse) as type ``tp`` of field ``name``."""
+def coerce(value: Any, tp, name: str, *, parse: bool = True) -> Any:
+    """``value`` (a Python value, or with ``parse`` a string to parse) as type ``tp`` of field
+    ``name``; ``parse=False`` (stored JSON) takes values as they are, so ``"4"`` is not an int."""
     inner, nullable = _optional(tp)
-    if value is None or (nullable and isinstance(value, str) and value.strip().lower() == "none"):
+    if value is None or (parse and nullable and isinstance(value, str) and value.strip().lower() == "none"):
         if nullable:
             return None
         raise ValueError(f"{name}=None is not allowed; {name} is {_type_name(tp)}")
     if typing.get_origin(inner) is tuple:
-        return _tuple(value, inner, name)
+        return _tuple(value, inner, name, parse)
     if inner not in (bool, int, float, str):
         raise TypeError(f"field {name}: unsupported config type {tp}")
-    if isinstance(value, str) and inner is not str:
+    if isinstance(value, str) and inner is not str and parse:
         return _scalar_from_text(value.strip(), inner, name)
     ok = (isinstance(value, inner) and not (inner is not bool and isinstance(value, bool))) or (
         inner is float and isinstance(value, int) and not isinstance(value, bool))
@@ -88,8 +89,10 @@ def _scalar_from_text(text: str, tp, name: str) -> Any:
         raise ValueError(f"{name}={text!r} cannot be parsed as {tp.__name__}") from None
 
 
-def _tuple(value: Any, tp, name: str) -> tuple:
+def _tuple(value: Any, tp, name: str, parse: bool = True) -> tuple:
     args = typing.get_args(tp)
+    if isinstance(value, str) and not parse:
+        raise ValueError(f"{name}={value!r} must be a list ({_type_name(tp)})")
     if isinstance(value, str):
         text = value.strip()
         if text.startswith(("(", "[")):
@@ -102,10 +105,10 @@ def _tuple(value: Any, tp, name: str) -> tuple:
     if not isinstance(value, (list, tuple)):
         value = (value,)
     if args[-1] is Ellipsis:
-        return tuple(coerce(v, args[0], name) for v in value)
+        return tuple(coerce(v, args[0], name, parse=parse) for v in value)
     if len(value) != len(args):
         raise ValueError(f"{name}={value!r} must have {len(args)} entries ({_type_name(tp)})")
-    return tuple(coerce(v, a, name) for v, a in zip(value, args))
+    return tuple(coerce(v, a, name, parse=parse) for v, a in zip(value, args))
 
 
 def _unknown(key: str, cls) -> ValueError:
@@ -138,12 +141,15 @@ def override(cfg: C, items: Iterable[str] | Mapping[str, Any]) -> C:
 
 def from_dict(cls: type[C], raw: Mapping[str, Any]) -> C:
     """An instance of ``cls`` from a mapping such as a parsed ``config.json`` (lists become tuples);
-    unknown keys and values of the wrong type raise ValueError. Missing keys take their defaults."""
+    unknown keys and values of the wrong type (a string where a number belongs included) raise
+    ValueError naming the key. Missing keys take their defaults."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"a {cls.__name__} must be a JSON object of key: value, got {type(raw).__name__}")
     types_ = field_types(cls)
     unknown = sorted(set(raw) - set(types_))
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(types_)}")
-    return cls(**{key: coerce(value, types_[key], key) for key, value in raw.items()})
+    return cls(**{key: coerce(value, types_[key], key, parse=False) for key, value in raw.items()})
 
 
 def help_texts(cls) -> dict[str, str]:

@@ -28,6 +28,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", default="figure2", help="preset name or .py path (dualjax.vjepa.config.load)")
     p.add_argument("--teachers", default="sg,ema")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier call in --out")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     base = override(config_lib.load(args.config), args.overrides)
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     for teacher in args.teachers.split(","):
         cfg = override(base, {"teacher": teacher}).validate()
         t0 = time.perf_counter()
-        records = train.train(cfg, out / teacher, progress=not args.no_progress)
+        records = train.train(cfg, out / teacher, progress=not args.no_progress, overwrite=args.overwrite)
         runs[teacher.upper()] = records
         summary[teacher] = {**rundir.summarize(records), "wall_s": time.perf_counter() - t0}
         print(json.dumps({teacher: summary[teacher]}), flush=True)

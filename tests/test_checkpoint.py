@@ -54,7 +54,7 @@ def test_restore_latest_falls_back_past_a_damaged_step(tmp_path):
 
     import jax.numpy as jnp
 
-    from dualjax.checkpoint import Checkpointer
+    from dualjax.checkpoint import CheckpointError, Checkpointer, set_aside_steps
 
     state = {"w": jnp.arange(3.0)}
     with Checkpointer(tmp_path, keep=3) as c:
@@ -64,10 +64,16 @@ def test_restore_latest_falls_back_past_a_damaged_step(tmp_path):
     with Checkpointer(tmp_path, keep=3) as c:
         assert c.latest_step() == 2
         step, restored, _ = c.restore_latest(state)
+        # the unreadable step is set aside (renamed, not deleted), so step 2 can be written again
+        assert c.all_steps() == [1] and set_aside_steps(tmp_path) == ["2.corrupt-1"]
+        assert c.save(2, {"w": jnp.arange(3.0) + 2})
     assert step == 1 and np.array_equal(restored["w"], np.arange(3.0))
-    with Checkpointer(tmp_path, keep=3) as c:  # a wrong target is an error, not a fresh start
-        with pytest.raises(RuntimeError, match=r"none of the committed checkpoints \[1, 2\]"):
+    with Checkpointer(tmp_path, keep=3) as c:
+        assert c.all_steps() == [1, 2] and np.array_equal(c.restore(state, 2)[0]["w"], np.arange(3.0) + 2)
+    with Checkpointer(tmp_path, keep=3) as c:  # a wrong target is an error naming the mismatch, not a fresh start
+        with pytest.raises(CheckpointError, match=r"checkpoint 2 in .* does not match the run.s config"):
             c.restore_latest({"w": jnp.zeros(3), "extra": jnp.zeros(2)})
+        assert c.all_steps() == [1, 2]  # nothing set aside when no step restores
     with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
         Checkpointer(tmp_path / "empty").restore(state)
 

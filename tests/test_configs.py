@@ -77,6 +77,14 @@ def test_from_dict_round_trips_json_and_is_strict():
         configs.from_dict(Study, {"n": 4, "size": 1})
     with pytest.raises(ValueError, match="eta='x'"):
         configs.from_dict(Study, {"eta": "x"})
+    # stored JSON is taken as it is: a string where a number belongs is an error, not parsed
+    for raw, message in (({"n": "4"}, "n='4' must be INT"), ({"rho_range": "0,1"}, "rho_range='0,1' must be a list"),
+                         ({"rho_range": [0, "1"]}, "rho_range='1' must be FLOAT"),
+                         ({"devices": "none"}, "devices='none' must be INT|none")):
+        with pytest.raises(ValueError, match=message):
+            configs.from_dict(Study, raw)
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        configs.from_dict(Study, [1, 2])
 
 
 def test_help_from_docstring_table_and_metadata():

@@ -1,34 +1,32 @@
 """``dualjax montecarlo``: the m = 1 synthetic study (Prop 4.11, MATH.md §7).
 
-    dualjax montecarlo --trials 10000 --rules sg,ema --seed 0 --out DIR
+    dualjax montecarlo --trials 10000 --rules sg,ema --seed 0 --out DIR [--overwrite]
 
-writes ``DIR/summary.json``, ``DIR/trials.csv`` and the PNG figures. The same seed gives the
-same numbers on 1 device or 8 (``--devices``).
+writes ``DIR/trials.csv``, the PNG figures and last ``DIR/summary.json`` (each atomically; a
+``DIR`` without summary.json is an interrupted study). ``DIR`` must be empty unless
+``--overwrite``. The study's settings are flags generated from
+:class:`dualjax.linear.montecarlo.Config` (``--n``, ``--eta``, ``--init-scale``, ...). The same
+seed gives the same numbers on 1 device or 8 (``--devices``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dualjax import configs
     from dualjax.linear.montecarlo import Config
 
-    d = Config()
     parser.add_argument("--trials", type=int, default=10_000, help="trials per rule (default 10000)")
     parser.add_argument("--rules", default="sg,ema", help="comma-separated subset of sg,ema")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--n", type=int, default=d.n, help="embedding dimension (a in R^n)")
-    parser.add_argument("--eta", type=float, default=d.eta, help="step size")
-    parser.add_argument("--alpha", type=float, default=d.alpha, help="EMA momentum in [0, 1]")
-    parser.add_argument("--init", choices=("torch", "gauss"), default=d.init)
-    parser.add_argument("--init-scale", type=float, default=d.init_scale, help="scale s of the initial point")
-    parser.add_argument("--max-steps", type=int, default=d.max_steps, help="step budget per trial")
-    parser.add_argument("--tol", type=float, default=d.tol, help="convergence: parameter increment < tol")
+    parser.add_argument("--out", required=True, help="output folder (empty, or --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace summary.json, trials.csv and the PNGs in a non-empty --out")
+    configs.add_flags(parser.add_argument_group("study settings (dualjax.linear.montecarlo.Config)"), Config)
     parser.add_argument("--chunk", type=int, default=2048, help="trial slots per device (bounds memory)")
     parser.add_argument("--devices", type=int, default=None, help="number of devices of the mesh (default all)")
     parser.add_argument("--threads", type=int, default=None,
@@ -40,28 +38,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualjax.linear import montecarlo as mc
-
-    try:
-        rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-        cfg = mc.check_config(mc.Config(n=args.n, eta=args.eta, alpha=args.alpha, init=args.init,
-                                        init_scale=args.init_scale, max_steps=args.max_steps, tol=args.tol))
-        t0 = time.perf_counter()
-        results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
-                           devices=args.devices, threads=args.threads, progress=True)
-        elapsed = time.perf_counter() - t0
-    except ValueError as err:
-        print(f"dualjax montecarlo: error: {err}", file=sys.stderr)
-        return 2
     import jax
 
-    summ = mc.write_study(args.out, results, cfg, args.seed, figures=not args.no_figures,
+    from dualjax import checks, configs, outputs
+    from dualjax.linear import montecarlo as mc
+
+    checks.check_positive_int(args.trials, "trials")
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    if not rules:
+        raise ValueError(f"--rules {args.rules!r} names no rule; choose from {list(mc.STUDY_RULES)}")
+    for rule in rules:
+        mc.check_rule(rule)
+    cfg = mc.check_config(configs.from_flags(args, mc.Config()))
+    outputs.check(args.out, overwrite=args.overwrite)
+    t0 = time.perf_counter()
+    results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
+                       devices=args.devices, threads=args.threads, progress=True)
+    elapsed = time.perf_counter() - t0
+    summ = mc.write_study(args.out, results, cfg, args.seed, figures=not args.no_figures, overwrite=args.overwrite,
                           study_seconds=elapsed, devices=args.devices or len(jax.devices()),
                           platform=jax.devices()[0].platform)
-    brief = {rule: {"outer": round(s["fractions"]["outer"]["fraction"], 4),
-                    "origin": round(s["fractions"]["origin"]["fraction"], 4),
-                    "outer_given_delta_nonneg": round(s["fractions_given_delta_nonneg"]["outer"]["fraction"], 4),
-                    "e_increased": round(s["e_increased"]["fraction"], 4)}
+    brief = {rule: {name: round(s["fractions"][name]["fraction"], 4) for name in ("outer", "origin", "diverged")}
+             | {"outer_given_delta_nonneg": round(s["fractions_given_delta_nonneg"]["outer"]["fraction"], 4),
+                "e_increased": round(s["e_increased"]["fraction"], 4)}
              for rule, s in summ["rules"].items()}
     print(json.dumps({"out": args.out, "seconds": round(elapsed, 2), "rules": brief}, indent=2))
     return 0

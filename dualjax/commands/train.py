@@ -10,7 +10,6 @@ docs/scale.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,9 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "'default' (the reference recipe), or a path to a .py file defining CONFIG")
     parser.add_argument("--teacher", choices=("sg", "ema", "plain"), default=None,
                         help="teacher rule (default: the config's)")
-    parser.add_argument("--out", default=None, help="run directory (config.json, metrics.jsonl, checkpoints/)")
+    parser.add_argument("--out", default=None,
+                        help="run directory (config.json, metrics.jsonl, checkpoints/); empty, or --overwrite")
     parser.add_argument("--resume", default=None, metavar="DIR",
-                        help="continue the run in DIR from its last complete checkpoint with DIR/config.json")
+                        help="continue the run in DIR from its last readable checkpoint with DIR/config.json")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start afresh in a non-empty --out: removes its config.json, metrics.jsonl, "
+                             "checkpoints/ and probe.json (once the new set-up is validated)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field; repeatable (unknown keys are errors)")
     parser.add_argument("--no-probe", action="store_true", help="skip the attentive probes")
@@ -42,9 +45,10 @@ def _config(args: argparse.Namespace):
     from dualjax.vjepa import rundir
 
     if args.resume:
-        if args.config or args.overrides or args.teacher or (args.out and Path(args.out) != Path(args.resume)):
+        if (args.config or args.overrides or args.teacher or args.overwrite
+                or (args.out and Path(args.out) != Path(args.resume))):
             raise ValueError("--resume DIR continues with DIR/config.json; do not combine it with "
-                             "--config, --set, --teacher or another --out")
+                             "--config, --set, --teacher, --overwrite or another --out")
         return rundir.read_config(args.resume), Path(args.resume)
     if not args.out:
         raise ValueError("either --out DIR (a new run) or --resume DIR is required")
@@ -56,24 +60,17 @@ def _config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dualjax import distributed
 
-    try:
-        cfg, out = _config(args)
-        info = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-    except ValueError as err:
-        print(f"dualjax train: {err}", file=sys.stderr)
-        return 2
+    cfg, out = _config(args)
+    info = distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    from dualjax import outputs
     from dualjax.vjepa import rundir, train
 
     if info.num_processes > 1:
         print(f"dualjax train: process {info.process_id}/{info.num_processes} ({info.launcher}), "
               f"{info.global_devices} devices", file=sys.stderr)
-    try:
-        records = train.train(cfg, out, progress=not args.no_progress and info.process_id == 0,
-                              probes=not args.no_probe, resume=bool(args.resume))
-    except ValueError as err:  # config / data problems found while setting up
-        print(f"dualjax train: {err}", file=sys.stderr)
-        return 2
+    train.train(cfg, out, progress=not args.no_progress and info.process_id == 0, probes=not args.no_probe,
+                resume=bool(args.resume), overwrite=args.overwrite)
     if info.process_id == 0:
         records = rundir.read_metrics(out)  # the whole run, also when resumed
-        print(json.dumps(rundir.summarize(records), indent=1))
+        print(outputs.dumps_strict(rundir.summarize(records), indent=1))
     return 0

@@ -15,34 +15,48 @@ spheres). It backs ``dualjax linear`` and the Prop 3.1 row of ``dualjax reproduc
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dualjax import checks, dynamics, rules
+from dualjax import checks, dynamics, outputs, rules
 from dualjax.linear import model, spheres
 from dualjax.linear.simulation import simulate
 
 SNAPSHOTS = 400  # points per curve of the figure
+SUMMARY, FIGURE = "linear_summary.json", "linear_dynamics.png"
+OWNED = (SUMMARY, FIGURE)  # what run_example writes (the summary first: see dualjax.outputs)
 
 
 def run_example(rho, tau, lam, *, n: int = 4, eta: float = 0.05, alpha: float = 0.99, init_scale: float = 0.15,
-                steps: int = 20_000, seed: int = 0, out: str | os.PathLike = "runs/linear") -> dict:
+                steps: int = 20_000, seed: int = 0, out: str | os.PathLike = "runs/linear",
+                overwrite: bool = False) -> dict:
     """Run plain, SG and EMA from the same (A₀, B₀); write the figure and summary; return the summary.
 
     The curves follow ``steps`` steps (rounded down to a multiple of the snapshot spacing); the
     final state of each rule is a separate run to convergence (budget max(steps, 200,000), step
     increment < 1e-11) by :func:`dualjax.linear.simulation.simulate`. Float64 throughout.
+
+    Every input is checked, and the folder ``out`` (empty, or ``overwrite``; see
+    :mod:`dualjax.outputs`), before the runs; the figure and then the summary are written
+    atomically, so ``out`` without ``linear_summary.json`` is an interrupted run.
     """
     with jax.enable_x64(True):
         lam = checks.check_lambda(lam)
         mom = model.moments(rho, tau, strict=True)
         m = mom.rho.shape[0]
+        checks.check_positive_int(n, "n")
+        if n <= m:
+            raise ValueError(f"n must exceed m (the linear model needs n > m), got n={n}, m={m}")
+        eta, init_scale = checks.check_positive(eta, "eta"), checks.check_positive(init_scale, "init_scale")
+        alpha = checks.check_alpha(alpha)
+        steps = checks.check_positive_int(steps, "steps")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {seed!r}")
+        outputs.check(out, overwrite=overwrite)
         A0, B0 = model.init_params(jax.random.PRNGKey(seed), n, m, scale=init_scale)
         obj = model.objective(lam)
         every = max(1, steps // SNAPSHOTS)
@@ -66,11 +80,11 @@ def run_example(rho, tau, lam, *, n: int = 4, eta: float = 0.05, alpha: float = 
                             np.r_[summary["E0"], np.asarray(snaps["E"])])
             run = simulate(name, A0, B0, mom, lam, eta=eta, alpha=alpha, max_steps=max(steps, 200_000), tol=1e-11)
             summary["rules"][name] = _endpoint(run, mom, lam, obj)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "linear_summary.json").write_text(json.dumps(summary, indent=2))
-    plot_example(curves, summary, out / "linear_dynamics.png")
-    summary["figure"] = str(out / "linear_dynamics.png")
+    out = outputs.prepare(out, OWNED, overwrite=overwrite)
+    summary["figure"] = str(out / FIGURE)
+    with outputs.atomic_path(out / FIGURE) as tmp:
+        plot_example(curves, summary, tmp)
+    outputs.write_json(out / SUMMARY, summary)
     return summary
 
 

@@ -19,10 +19,11 @@ import dataclasses
 import importlib
 import importlib.util
 import json
+import math
 import pkgutil
 from pathlib import Path
 
-from dualjax import checks, configs
+from dualjax import configs
 
 TEACHERS = ("sg", "ema", "plain")
 
@@ -36,6 +37,8 @@ class Config:
     heldout_lists: tuple[str, ...] = ()  # dataset=video: lists of the probe's held-out clips
     frame_step: int = 4  # dataset=video: frames between sampled frames
     clips_per_video: int = 1  # dataset=video
+    decode_timeout: float = 60.0  # dataset=video: seconds to open and decode one clip before it is skipped
+    confine_paths: bool = False  # dataset=video: refuse list entries outside the list's folder (docs/reliability.md)
     frames: int = 16
     size: int = 224
     num_train: int = 8192
@@ -101,39 +104,19 @@ class Config:
         return (self.frames // self.tubelet, self.size // self.patch, self.size // self.patch)
 
     def validate(self) -> "Config":
-        """Raise ValueError naming the first inconsistent value."""
-        from dualjax.vjepa.vit import VARIANTS  # local: vit imports flax
-
-        if self.model not in VARIANTS:
-            raise ValueError(f"model={self.model!r} is not a ViT variant; choose one of {sorted(VARIANTS)}")
-        if self.teacher not in TEACHERS:
-            raise ValueError(f"teacher={self.teacher!r}; choose one of {list(TEACHERS)}")
-        if self.loss not in ("l1", "half_squared"):
-            raise ValueError(f"loss={self.loss!r}; choose 'l1' or 'half_squared'")
-        if self.dataset not in ("shapes", "video"):
-            raise ValueError(f"dataset={self.dataset!r}; choose 'shapes' or 'video'")
+        """Raise ValueError naming the first bad value: each field against its range
+        (:data:`FIELD_CHECKS`, one entry per field), then the relations between fields."""
+        for f in dataclasses.fields(self):
+            FIELD_CHECKS[f.name](getattr(self, f.name), f.name)
         if self.dataset == "video" and not self.train_lists:
             raise ValueError("dataset='video' needs train_lists=(LIST, ...)")
+        if self.dataset != "video" and (self.train_lists or self.heldout_lists or self.list_weights):
+            raise ValueError(f"train_lists, heldout_lists and list_weights are for dataset='video'; "
+                             f"dataset={self.dataset!r} would ignore them")
         if self.list_weights and len(self.list_weights) != len(self.train_lists):
             raise ValueError(f"list_weights={self.list_weights} needs one weight per train list {self.train_lists}")
-        if any(not (isinstance(w, (int, float)) and w >= 0) for w in self.list_weights) or (
-                self.list_weights and sum(self.list_weights) <= 0):
-            raise ValueError(f"list_weights={self.list_weights} must be non-negative with a positive sum")
-        if self.sharding not in ("dp", "fsdp"):
-            raise ValueError(f"sharding={self.sharding!r}; choose 'dp' or 'fsdp'")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose 'float32' or 'bfloat16'")
-        if self.probe_encoder not in ("teacher", "student"):
-            raise ValueError(f"probe_encoder={self.probe_encoder!r}; choose 'teacher' or 'student'")
-        for name in ("frames", "size", "tubelet", "patch", "pred_width", "pred_depth", "steps",
-                     "batch_size", "num_train", "num_heldout", "log_every", "probe_steps", "probe_batch",
-                     "frame_step", "clips_per_video", "ckpt_keep"):
-            checks.check_positive_int(getattr(self, name), name)
-        for name in ("width", "depth", "heads", "pred_heads", "probe_heads", "warmup_steps", "probe_every",
-                     "ckpt_every", "worker_count", "probe_train_clips", "fsdp_min_size", "num_devices"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.list_weights and sum(self.list_weights) <= 0:
+            raise ValueError(f"list_weights={self.list_weights} must have a positive sum")
         if self.frames % self.tubelet:
             raise ValueError(f"frames={self.frames} is not divisible by tubelet={self.tubelet}")
         if self.size % self.patch:
@@ -142,23 +125,11 @@ class Config:
             raise ValueError(
                 f"mask_blocks={self.mask_blocks} and mask_scales={self.mask_scales} need the same, non-zero length"
             )
-        for s in self.mask_scales:
-            if not 0 < s < 1:
-                raise ValueError(f"mask scale {s} must lie in (0, 1)")
-        lo, hi = self.mask_aspect
-        if not 0 < lo <= hi:
-            raise ValueError(f"mask_aspect={self.mask_aspect} must satisfy 0 < min <= max")
-        if not 0 <= self.mask_keep_quantile < 1:
-            raise ValueError(f"mask_keep_quantile={self.mask_keep_quantile} must lie in [0, 1)")
-        checks.check_alpha(self.momentum_start, "momentum_start")
-        checks.check_alpha(self.momentum_end, "momentum_end")
-        for name in ("lr", "b1", "b2"):
-            checks.check_positive(getattr(self, name), name)
-        for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.warmup_steps >= self.steps and self.steps > 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be < steps={self.steps}")
+        width = self.width or _variants()[self.model].width
+        if self.probe_heads and width % self.probe_heads:
+            raise ValueError(f"probe_heads={self.probe_heads} does not divide the encoder width {width}")
         return self
 
     def to_json(self) -> str:
@@ -168,6 +139,92 @@ class Config:
     def from_json(cls, text: str) -> "Config":
         """The config of a ``config.json`` (strict: unknown keys and mistyped values are errors)."""
         return configs.from_dict(cls, json.loads(text))
+
+
+def _variants():
+    from dualjax.vjepa.vit import VARIANTS  # local: vit imports flax
+
+    return VARIANTS
+
+
+def _one_of(*options):
+    def check(value, name):
+        choices = options or tuple(sorted(_variants()))  # no options: a ViT variant
+        if value not in choices:
+            raise ValueError(f"{name}={value!r}; choose one of {list(choices)}")
+    return check
+
+
+def _int(lo: int):
+    def check(value, name):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return check
+
+
+def _real(lo: float, hi: float = math.inf, *, open_lo: bool = False, open_hi: bool = False):
+    text = (f"{'>' if open_lo else '>='} {lo}" if hi == math.inf else
+            f"in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}")
+
+    def check(value, name):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi))
+        if not ok:
+            raise ValueError(f"{name} must be a finite number {text}, got {value!r}")
+    return check
+
+
+def _each(check_one):
+    def check(value, name):
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"{name} must be a tuple, got {value!r}")
+        for i, v in enumerate(value):
+            check_one(v, f"{name}[{i}]")
+    return check
+
+
+def _path(value, name):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+
+
+def _bool(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _aspect(value, name):
+    _each(_real(0, open_lo=True))(value, name)
+    if len(value) != 2 or value[0] > value[1]:
+        raise ValueError(f"{name}={value} must be (min, max) with 0 < min <= max")
+
+
+_POS, _NONNEG, _RATE = _int(1), _int(0), _real(0, open_lo=True)
+_UNIT, _UNIT_OPEN = _real(0, 1), _real(0, 1, open_hi=True)
+
+# The range of every field, one entry each (a new field adds its check here; the test suite
+# fails on a field without one). Relations between fields are checked in Config.validate.
+FIELD_CHECKS = {
+    "dataset": _one_of("shapes", "video"), "train_lists": _each(_path), "list_weights": _each(_real(0)),
+    "heldout_lists": _each(_path), "frame_step": _POS, "clips_per_video": _POS,
+    "decode_timeout": _RATE, "confine_paths": _bool,
+    "frames": _POS, "size": _POS, "num_train": _POS, "num_heldout": _POS, "data_seed": _NONNEG,
+    "worker_count": _NONNEG,
+    "model": _one_of(), "width": _NONNEG, "depth": _NONNEG, "heads": _NONNEG, "mlp_ratio": _RATE,
+    "tubelet": _POS, "patch": _POS, "pred_width": _POS, "pred_depth": _POS, "pred_heads": _NONNEG,
+    "mask_blocks": _each(_POS), "mask_scales": _each(_real(0, 1, open_lo=True, open_hi=True)),
+    "mask_aspect": _aspect, "mask_keep_quantile": _UNIT_OPEN,
+    "teacher": _one_of(*TEACHERS), "loss": _one_of("l1", "half_squared"),
+    "momentum_start": _UNIT, "momentum_end": _UNIT,
+    "steps": _POS, "batch_size": _POS, "lr": _RATE, "start_lr": _real(0), "final_lr": _real(0),
+    "warmup_steps": _NONNEG, "weight_decay": _real(0), "final_weight_decay": _real(0),
+    "b1": _UNIT_OPEN, "b2": _UNIT_OPEN, "seed": _NONNEG,
+    "log_every": _POS, "probe_every": _NONNEG, "probe_encoder": _one_of("teacher", "student"),
+    "probe_steps": _POS, "probe_batch": _POS, "probe_lr": _RATE, "probe_weight_decay": _real(0),
+    "probe_heads": _NONNEG, "probe_train_clips": _NONNEG, "ckpt_every": _NONNEG, "ckpt_keep": _POS,
+    "num_devices": _NONNEG, "sharding": _one_of("dp", "fsdp"), "fsdp_min_size": _NONNEG,
+    "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool,
+}
 
 
 PRESETS = "dualjax.vjepa.presets"

@@ -137,7 +137,7 @@ def make_source(cfg, split: str):
         weights = cfg.list_weights if (train and cfg.list_weights) else None
         length = cfg.num_train if weights else None
         return video.VideoSource(list(lists), spec, weights=weights, seed=cfg.data_seed + (0 if train else 1),
-                                 length=length)
+                                 length=length, timeout=cfg.decode_timeout, confine=cfg.confine_paths)
     if cfg.dataset != "shapes":
         raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose 'shapes' or 'video'")
     num = cfg.num_train if split == "train" else cfg.num_heldout

@@ -15,7 +15,8 @@ already applied; ``F``, ``E`` at (θ_t, ψ_t, ξ_t) on batch t; ``d_theta`` = �
 ``d_psi``, ``d_xi`` the increments of the update made at step t; ``grad_norm``,
 ``grad_norm_theta``, ``grad_norm_psi``, ``theta_norm``, ``psi_norm``; ``lr``, ``wd``, ``momentum``
 used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ran;
-``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over).
+``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over);
+``checkpoints_set_aside`` (unreadable checkpoints of this run directory set aside by resumes).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _progress_bar(cfg: config_lib.Config, start: int):
 
 def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True, probes: bool = True,
           log: Callable[[dict], None] | None = None, setup: Setup | None = None, resume: bool = False,
-          mesh: jax.sharding.Mesh | None = None) -> list[dict]:
+          overwrite: bool = False, mesh: jax.sharding.Mesh | None = None) -> list[dict]:
     """Train for ``cfg.steps`` steps; write ``out_dir/{config.json, metrics.jsonl, checkpoints/}``.
 
     Returns the list of records logged by this call (also appended to metrics.jsonl).
@@ -60,11 +61,17 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     **Checkpoints and resume** (:mod:`~dualjax.vjepa.rundir`). Every ``ckpt_every`` steps and at
     the end the whole TrainState (θ, ψ, AdamW state with its schedule count, teacher state with
     the EMA count, step, rng) is saved asynchronously as ``checkpoints/<s>`` (keep the newest
-    ``ckpt_keep``). A fresh run removes old checkpoints of ``out_dir``. ``resume=True`` requires
-    ``cfg`` to equal ``out_dir/config.json``, restores the newest complete checkpoint ``s`` (or
-    starts at 0 if there is none), keeps the metrics.jsonl lines with ``step < s`` and continues
+    ``ckpt_keep``). ``resume=True`` requires ``cfg`` to equal ``out_dir/config.json``, restores
+    the newest readable checkpoint ``s`` (newer unreadable ones are set aside as
+    ``checkpoints/<step>.corrupt-<n>`` and counted in ``checkpoints_set_aside``; with none it
+    says so and starts at 0), keeps the metrics.jsonl lines with ``step < s`` and continues
     with batch ``s``; the lr / wd schedules (AdamW count) and the momentum schedule (teacher
     count) come back with the state, so every later record equals that of an uninterrupted run.
+
+    **Set-up order** (docs/reliability.md): the config, ``out_dir`` (a fresh run needs it empty
+    or ``overwrite``; :func:`~dualjax.vjepa.rundir.check`), the model, the mesh and the data
+    (the first clip is read) are all validated before anything in ``out_dir`` is touched; only
+    then does a fresh run clear what an earlier run owned there and write config.json.
 
     **Faults.** With ``check_finite`` the fault flags computed inside every jitted step are read
     one step late (so the host never waits for the step it just dispatched) and at every logged
@@ -74,27 +81,37 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     """
     out = Path(out_dir)
     lead = jax.process_index() == 0
-    rundir.prepare(out, cfg, resume=resume)
+    cfg.validate()
+    rundir.check(out, cfg, resume=resume, overwrite=overwrite)  # changes nothing
     if setup is None:
         setup = build(cfg)
     elif setup.cfg != cfg:
         raise ValueError("setup was built from a different config")
     par = make_parallel(setup, mesh)
+    source = data_lib.make_source(cfg, "train")
+    source[0]  # noqa: B018 - a list without a readable video fails here, before the run directory is touched
     encode_fn = probe_lib.make_encode_fn(setup.model)
     pdata = probe_lib.probe_data(cfg) if probes else None
     probe_at = set(probe_lib.probe_schedule(cfg)) if probes else set()
     ckpt_at = {cfg.steps} | (set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every)) if cfg.ckpt_every else set())
+    rundir.prepare(out, cfg, resume=resume, overwrite=overwrite)  # validated: now write
 
     ckpt = rundir.checkpointer(out, cfg.ckpt_keep)
     writer = ckpt_lib.MetricsWriter(out / rundir.METRICS)
     bar = None
     try:
-        state = par.init()
-        start, state, skipped = rundir.resume(ckpt, state) if resume else (0, state, 0)
+        start, state, skipped = 0, None, 0
+        if resume:  # restored into the abstract state: no compiled init unless there is no checkpoint
+            abstract = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh),
+                                    jax.eval_shape(setup.init), par.state_sharding)
+            start, state, skipped = rundir.resume(ckpt, abstract)
+        if start == 0:
+            state = par.init()
+        n_set_aside = len(ckpt_lib.set_aside_steps(ckpt.directory))
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
-        batches = data_lib.train_batches(data_lib.make_source(cfg, "train"), setup.masks, cfg.batch_size,
-                                         cfg.data_seed, cfg.steps, start_step=start, worker_count=cfg.worker_count)
+        batches = data_lib.train_batches(source, setup.masks, cfg.batch_size, cfg.data_seed, cfg.steps,
+                                         start_step=start, worker_count=cfg.worker_count)
         records: list[dict] = []
         bar = _progress_bar(cfg, start) if progress else None
         t_last, clips_since = time.perf_counter(), 0
@@ -124,7 +141,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             if logged:
                 flags = metrics.pop("faults")
                 record.update({k: float(v) for k, v in metrics.items()}, E=float(record["E"]),
-                              all_finite=int(flags) == 0, videos_skipped=skipped)
+                              all_finite=int(flags) == 0, videos_skipped=skipped, checkpoints_set_aside=n_set_aside)
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0

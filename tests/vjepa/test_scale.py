@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from dualjax import checkpoint, faults
-from dualjax.vjepa import data, rundir, train, video
+from dualjax.vjepa import data, rundir, train, video, videolist
 from dualjax.vjepa.config import Config
 from dualjax.vjepa.parallel import make_parallel
 from dualjax.vjepa.step import build, device_batch
@@ -267,9 +267,9 @@ def test_video_lists_train_and_count_skipped_videos(tmp_path):
     for i in range(3):
         _write_mp4(tmp_path / f"v{i}.mp4", 40 * i)
     (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
-    video.write_list(tmp_path / "train.txt", [("v0.mp4", 0), ("corrupt.mp4", 1), ("v1.mp4", 1),
+    videolist.write_list(tmp_path / "train.txt", [("v0.mp4", 0), ("corrupt.mp4", 1), ("v1.mp4", 1),
                                               ("missing.mp4", 0), ("v2.mp4", 2)])
-    video.write_list(tmp_path / "bad.txt", [("corrupt.mp4", 1), ("missing.mp4", 0), ("gone.mp4", 0), ("lost.mp4", 2)])
+    videolist.write_list(tmp_path / "bad.txt", [("corrupt.mp4", 1), ("missing.mp4", 0), ("gone.mp4", 0), ("lost.mp4", 2)])
     cfg = dataclasses.replace(CFG, dataset="video", train_lists=(str(tmp_path / "train.txt"),), frame_step=2,
                               steps=2, batch_size=4, warmup_steps=0, ckpt_every=0)
     with pytest.warns(video.VideoSkipWarning):
