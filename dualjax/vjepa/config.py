@@ -98,7 +98,7 @@ class Config:
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
     # ---- reference-recipe options (docs/vjepa.md: reference value | ours | source)
     ipe_scale: float = 1.25  # lr / wd / momentum schedules laid out over ipe_scale × steps; training stops at steps
-    lr_batch: int = 0  # global batch the start_lr / lr / final_lr are for (0: as given); scaled by batch_size / lr_batch
+    lr_batch: int = 0  # global batch start_lr / lr / final_lr are for, scaled by batch_size / lr_batch (0: as given)
     clip_grad: float = 10.0  # clip θ's and ψ's gradient norms separately from warmup_steps on (0: off)
     uniform_power: bool = True  # sin-cos positions: t, h, w get 2⌈D/6⌉ channels each (False: D/2, D/4, D/4)
     mask_trim: str = "first"  # first: the first k indices (reference) | random: a uniform k-subset
@@ -178,7 +178,7 @@ class Config:
     def _check_recipe(self) -> None:
         """The reference-recipe options (the last block of fields)."""
         if not (isinstance(self.ipe_scale, (int, float)) and 1 <= self.ipe_scale < float("inf")):
-            raise ValueError(f"ipe_scale={self.ipe_scale} must be a finite number >= 1 (schedules at least as long as the run)")
+            raise ValueError(f"ipe_scale={self.ipe_scale} must be a finite number >= 1 (schedules as long as the run)")
         if not (isinstance(self.clip_grad, (int, float)) and 0 <= self.clip_grad < float("inf")):
             raise ValueError(f"clip_grad={self.clip_grad} must be a finite number >= 0 (0: no clipping)")
         for name in ("lr_batch", "mask_group"):

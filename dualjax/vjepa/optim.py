@@ -46,7 +46,8 @@ def lr_scale(cfg: config_lib.Config) -> float:
 
 def warmup_cosine(start: float, peak: float, final: float, warmup: int, total: int) -> optax.Schedule:
     """The reference's ``WarmupCosineSchedule`` as a function of the update index t (s = t + 1):
-    start + (s/W)(peak − start) while s < W, then max(final, final + (peak − final)·½(1 + cos(π (s − W)/(T − W))))."""
+    start + (s/W)(peak − start) while s < W, then
+    max(final, final + (peak − final)·½(1 + cos(π (s − W)/(T − W))))."""
 
     def schedule(count):
         s = jnp.asarray(count, jnp.float32) + 1

@@ -68,7 +68,10 @@ class AttentiveProbe(nnx.Module):
         for layer in (self.xattn.proj, self.mlp.fc2):
             layer.kernel[...] = layer.kernel[...] / math.sqrt(2.0)
         bound = 1.0 / math.sqrt(width)
-        uniform = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)  # noqa: E731
+
+        def uniform(key, shape, dtype=jnp.float32):  # torch's nn.Linear default
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
         self.head = nnx.Linear(width, num_classes, kernel_init=uniform, bias_init=uniform, rngs=rngs)
 
     def __call__(self, z_BxNxD: jax.Array) -> jax.Array:

@@ -30,7 +30,8 @@ def reference_schedules(ipe, epochs, warmup_epochs, ipe_scale, start_lr, lr, fin
     warmup, t_max = int(warmup_epochs * ipe), int(ipe_scale * epochs * ipe)
     lrs, wds, moms = [], [], []
     step = 0
-    momentum = (ema[0] + i * (ema[1] - ema[0]) / (ipe * epochs * ipe_scale) for i in range(int(ipe * epochs * ipe_scale) + 1))
+    total = ipe * epochs * ipe_scale
+    momentum = (ema[0] + i * (ema[1] - ema[0]) / total for i in range(int(total) + 1))
     for _ in range(epochs * ipe):
         step += 1
         if step < warmup:

@@ -61,7 +61,7 @@ def test_ema_teacher_is_closed_form_average(ema_built):
     for _ in range(k):
         state, _ = ema_built.step(state, batch)
         thetas.append(state.theta)
-    # ξ_k = Π_{j<k} α_j θ_0 + Σ_{t=1}^{k} (1 − α_{t−1}) Π_{j=t}^{k−1} α_j θ_t, α_j = 0.5 + 0.5 j / (1.25 T)
+    # ξ_k = Π_{j<k} α_j θ_0 + Σ_{t=1}^{k} (1 − α_{t−1}) Π_{j=t}^{k−1} α_j θ_t, α_j = ½ + ½ j/(1.25 T)
     alpha = [cfg.momentum_start + (cfg.momentum_end - cfg.momentum_start) * j / (cfg.ipe_scale * cfg.steps)
              for j in range(k)]
     w = [np.prod(alpha)] + [(1 - alpha[t - 1]) * np.prod(alpha[t:]) for t in range(1, k + 1)]
