@@ -85,11 +85,12 @@ def reference(path, frames, crop, patch, tubelet, batch, batches, seed):
             size = gen._sample_block_size(g, gen.temporal_pred_mask_scale, gen.spatial_pred_mask_scale,
                                           gen.aspect_ratio)
             for _ in range(batch):
-                keep = torch.ones(grid, dtype=torch.int32)
-                for _ in range(gen.npred):
-                    keep *= gen._sample_block_mask(size)
-                if keep.any():  # the collator redraws clips without context
-                    union.append(int((keep == 0).sum()))
+                keep = torch.zeros(grid, dtype=torch.int32)
+                while not keep.any():  # as the collator: a clip without context is drawn again
+                    keep = torch.ones(grid, dtype=torch.int32)
+                    for _ in range(gen.npred):
+                        keep *= gen._sample_block_mask(size)
+                union.append(int((keep == 0).sum()))
     return [_stats(*a, math.prod(grid)) for a in acc]
 
 

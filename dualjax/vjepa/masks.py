@@ -98,18 +98,23 @@ def group_minima(counts: np.ndarray, group: int) -> np.ndarray:
 
 def keep_indices(member: np.ndarray, k: np.ndarray, width: int, trim: str,
                  rng: np.random.Generator) -> np.ndarray:
-    """(B, width) int32: per row b the indices of ``k[b]`` of its True entries of ``member`` (B, N),
-    ascending, then zeros. ``trim="first"``: the first k; ``"random"``: a uniform k-subset."""
+    """(B, width) int32: per row b the indices of ``k[b]`` (at most its count) of its True entries
+    of ``member`` (B, N), ascending, then zeros. ``trim="first"``: the first k; ``"random"``: a
+    uniform k-subset (the k smallest of uniform keys)."""
     if trim == "random":
         keys = np.where(member, rng.random(member.shape), 2.0)
-        rank = np.argsort(np.argsort(keys, axis=1, kind="stable"), axis=1)
+        kept = np.zeros_like(member)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            if kk > 0:
+                kth = np.partition(keys[rows], kk - 1, axis=1)[:, kk - 1:kk]
+                kept[rows] = keys[rows] <= kth
     else:
-        rank = np.cumsum(member, axis=1) - 1
-    kept = member & (rank < k[:, None])
-    pos = np.cumsum(kept, axis=1) - 1
-    rows, cols = np.nonzero(kept)
+        kept = member & (np.cumsum(member, axis=1, dtype=np.int32) <= k[:, None])
+    rows, cols = np.nonzero(kept)  # row-major: row b's k[b] entries, ascending
+    starts = np.concatenate([[0], np.cumsum(kept.sum(axis=1))[:-1]])
     out = np.zeros((len(member), width), np.int32)
-    out[rows, pos[rows, cols]] = cols
+    out[rows, np.arange(len(rows)) - starts[rows]] = cols
     return out
 
 
