@@ -37,7 +37,7 @@ def bench_one(model: str, args) -> dict:
         "model": model, "frames": args.frames, "size": args.size, "tubelet": 2, "patch": args.patch,
         "batch_size": args.batch, "teacher": args.teacher, "steps": 1000, "warmup_steps": 10,
         "num_train": max(64, args.batch * (args.steps + 2)), "pred_width": args.pred_width,
-        "pred_depth": args.pred_depth,
+        "pred_depth": args.pred_depth, "compute_dtype": "float32",
     }).validate()
     setup = build(cfg)
     state = setup.init()

@@ -6,6 +6,7 @@ The tests write their own small mp4 files with ``av``.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import av
@@ -16,7 +17,7 @@ from dualjax.vjepa import video as V
 from dualjax.vjepa import videolist
 
 H, W, FRAMES = 48, 64, 24
-SPEC = V.ClipSpec(frames=4, frame_step=2, crop_size=32, scale=(0.5, 1.0))
+SPEC = V.ClipSpec(frames=4, frame_step=2, crop_size=32, scale=(0.5, 1.0), pad_short=False)  # the skip policy
 
 
 def frame_pixels(t: int, label: int) -> np.ndarray:
@@ -91,7 +92,29 @@ def test_clip_indices_follow_the_reference_segments():
     assert starts == set(range(20, 31))  # uniform over the segment's room
     assert V.clip_indices(12, spec, 1, None).tolist() == [2, 5, 8, 11]  # overlapping segments
     with pytest.raises(ValueError, match="9 frames < clip span 10"):
-        V.clip_indices(9, spec, 0, None)
+        V.clip_indices(9, dataclasses.replace(spec, pad_short=False), 0, None)
+
+
+def test_short_videos_are_padded_with_their_last_frame(tmp_path):
+    """A 20-frame video, clips of 16 frames 4 apart (span 61): the reference's VideoDataset takes
+    linspace(0, 20, ⌊20/4⌋ = 5) = 0, 5, 10, 15, 20 (the last clipped to 19) and repeats frame 19."""
+    write_mp4(tmp_path / "twenty.mp4", 1, frames=20)
+    videolist.write_list(tmp_path / "l.txt", [("twenty.mp4", 1)])
+    spec = V.ClipSpec(frames=16, frame_step=4, crop_size=32, scale=(1.0, 1.0), ratio=(W / H, W / H), flip=False)
+    want = [0, 5, 10, 15] + [19] * 12
+    assert V.clip_indices(20, spec, 0, np.random.default_rng(0)).tolist() == want
+    element = V.VideoSource(tmp_path / "l.txt", spec)[0]
+    assert element["padded"] == 1 and element["skipped"] == 0 and element["label"] == 1
+    # the whole frame: mean level 6·t + 50 (ramp) + 5·label at the frames above
+    np.testing.assert_allclose(element["clip"].astype(float).mean(axis=(1, 2, 3)), 6 * np.array(want) + 55, atol=3)
+    skip = V.VideoSource(tmp_path / "l.txt", dataclasses.replace(spec, pad_short=False))
+    assert skip.check()["too_short"] == [str(tmp_path / "twenty.mp4")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", V.VideoSkipWarning)
+        with pytest.raises(V.NoReadableVideoError, match="none of the 1 videos"):
+            skip[0]
+    full = V.VideoSource(tmp_path / "l.txt", dataclasses.replace(spec, frames=4))[0]  # span 13 <= 20
+    assert full["padded"] == 0
 
 
 def test_bad_videos_are_skipped_with_a_warning_and_counted(videos):

@@ -5,6 +5,7 @@ Modules: ``config`` (run configuration) and ``presets/`` (named configs), ``vit`
 moving shapes) and ``video`` (video lists), ``model`` (f_θ, g_ψ as pure functions; objective F /
 E), ``optim`` (AdamW, schedules, teacher rule), ``step`` (train state, ``build``, the pure step),
 ``parallel`` (mesh, shardings), ``rundir`` (run directory, checkpoints, metrics), ``probe``
-(attentive probe), ``train`` (the loop), ``plots``. The update rules and losses are
+(attentive probe) and ``augment`` (its optional augmentation), ``train`` (the loop), ``plots``.
+The update rules and losses are
 :mod:`dualjax.rules` and :mod:`dualjax.objectives`, unchanged.
 """

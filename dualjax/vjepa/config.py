@@ -1,9 +1,12 @@
 """Configuration of a V-JEPA run: one frozen dataclass, reference defaults, named presets.
 
-The defaults are the reference V-JEPA pretraining recipe (DESIGN.md): ViT with tubelets
-2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
-generators, L1 loss on layer-normed teacher features, AdamW with warmup + cosine lr,
-cosine-increasing weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0.
+The defaults are the reference V-JEPA pretraining recipe (``configs/pretrain/vitl16.yaml`` of
+facebookresearch/jepa, with a ViT-S encoder; docs/vjepa.md has the item-by-item table): ViT with
+tubelets 2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
+generators trimmed per group of 24 clips, L1 loss on layer-normed teacher features, a global
+batch of 24 × 128 = 3072 clips, AdamW with lr 6.25e-4 (warmup 12k steps from 2e-4, cosine to
+1e-6), weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0, all three schedules laid out over
+1.25 × the 90k steps of the run, gradient clipping at 10 after warmup, bf16 compute.
 
 Presets are modules of the package, ``dualjax/vjepa/presets/NAME.py``, each with a module-level
 ``CONFIG``: ``load("tiny")`` imports ``dualjax.vjepa.presets.tiny`` (so presets come with any
@@ -24,6 +27,7 @@ import pkgutil
 from pathlib import Path
 
 from dualjax import configs
+from dualjax.vjepa import masks
 
 TEACHERS = ("sg", "ema", "plain")
 
@@ -60,19 +64,18 @@ class Config:
     mask_blocks: tuple[int, ...] = (8, 2)
     mask_scales: tuple[float, ...] = (0.15, 0.7)
     mask_aspect: tuple[float, float] = (0.75, 1.5)
-    mask_keep_quantile: float = 0.1  # fixed token budgets, see masks.MultiBlockMasks
     # ---- objective and rule
     teacher: str = "ema"
     loss: str = "l1"  # l1 | half_squared (dualjax.objectives)
     momentum_start: float = 0.998
     momentum_end: float = 1.0
     # ---- optimisation
-    steps: int = 300_000
-    batch_size: int = 24
+    steps: int = 90_000  # 300 epochs × 300 iterations
+    batch_size: int = 3072  # global: 24 per GPU × 128 GPUs
     lr: float = 6.25e-4
     start_lr: float = 2e-4
     final_lr: float = 1e-6
-    warmup_steps: int = 40_000
+    warmup_steps: int = 12_000  # 40 epochs × 300 iterations
     weight_decay: float = 0.04
     final_weight_decay: float = 0.4
     b1: float = 0.9
@@ -94,8 +97,20 @@ class Config:
     num_devices: int = 0  # devices of the 'data' mesh (0: all of every process)
     sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too
     fsdp_min_size: int = 2**14  # fsdp: leaves with fewer elements stay replicated
-    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters and optimizer stay float32)
+    compute_dtype: str = "bfloat16"  # float32 | bfloat16 matmuls (parameters, optimizer, norms, softmax, loss: float32)
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
+    # ---- reference-recipe options (docs/vjepa.md: reference value | ours | source)
+    ipe_scale: float = 1.25  # lr / wd / momentum schedules laid out over ipe_scale × steps; training stops at steps
+    lr_batch: int = 0  # global batch start_lr / lr / final_lr are for, scaled by batch_size / lr_batch (0: as given)
+    clip_grad: float = 10.0  # clip θ's and ψ's gradient norms separately from warmup_steps on (0: off)
+    uniform_power: bool = True  # sin-cos positions: t, h, w get 2⌈D/6⌉ channels each (False: D/2, D/4, D/4)
+    mask_trim: str = "first"  # first: the first k indices (reference) | random: a uniform k-subset
+    mask_group: int = 24  # clips sharing one trimmed count (the reference's per-GPU batch; 0: the whole batch)
+    mask_buckets: int = 1  # padded widths per mask list: jit compiles once per combination of widths
+    short_videos: str = "pad"  # dataset=video, fewer frames than a clip: pad with the last frame (reference) | skip
+    probe_segments: int = 1  # clips per video whose tokens the probe attends across (reference K400: 8, SSv2: 2)
+    probe_views: int = 1  # spatial views per clip at evaluation, softmax-averaged (reference: 3)
+    probe_augment: bool = False  # the reference eval's training augmentation (the encoder runs every probe step)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -213,7 +228,7 @@ FIELD_CHECKS = {
     "model": _one_of(), "width": _NONNEG, "depth": _NONNEG, "heads": _NONNEG, "mlp_ratio": _RATE,
     "tubelet": _POS, "patch": _POS, "pred_width": _POS, "pred_depth": _POS, "pred_heads": _NONNEG,
     "mask_blocks": _each(_POS), "mask_scales": _each(_real(0, 1, open_lo=True, open_hi=True)),
-    "mask_aspect": _aspect, "mask_keep_quantile": _UNIT_OPEN,
+    "mask_aspect": _aspect,
     "teacher": _one_of(*TEACHERS), "loss": _one_of("l1", "half_squared"),
     "momentum_start": _UNIT, "momentum_end": _UNIT,
     "steps": _POS, "batch_size": _POS, "lr": _RATE, "start_lr": _real(0), "final_lr": _real(0),
@@ -224,6 +239,9 @@ FIELD_CHECKS = {
     "probe_heads": _NONNEG, "probe_train_clips": _NONNEG, "ckpt_every": _NONNEG, "ckpt_keep": _POS,
     "num_devices": _NONNEG, "sharding": _one_of("dp", "fsdp"), "fsdp_min_size": _NONNEG,
     "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool,
+    "ipe_scale": _real(1), "lr_batch": _NONNEG, "clip_grad": _real(0), "uniform_power": _bool,
+    "mask_trim": _one_of(*masks.TRIMS), "mask_group": _NONNEG, "mask_buckets": _POS,
+    "short_videos": _one_of("pad", "skip"), "probe_segments": _POS, "probe_views": _POS, "probe_augment": _bool,
 }
 
 

@@ -60,7 +60,7 @@ def build(cfg: config_lib.Config) -> Setup:
     """Models, objective, rule, optimizer and the pure ``train_step`` of a config."""
     cfg.validate()
     model = VJEPA(cfg)
-    objective = make_objective(model, cfg.loss, cfg.compute_dtype)
+    objective = make_objective(model, cfg.loss)
     rule = optim.make_rule(cfg)
     tx = optim.make_optimizer(cfg)
     lr, wd, momentum = optim.lr_schedule(cfg), optim.wd_schedule(cfg), optim.momentum_schedule(cfg)

@@ -16,7 +16,9 @@ already applied; ``F``, ``E`` at (θ_t, ψ_t, ξ_t) on batch t; ``d_theta`` = �
 ``grad_norm_theta``, ``grad_norm_psi``, ``theta_norm``, ``psi_norm``; ``lr``, ``wd``, ``momentum``
 used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ran;
 ``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over);
-``checkpoints_set_aside`` (unreadable checkpoints of this run directory set aside by resumes).
+``checkpoints_set_aside`` (unreadable checkpoints of this run directory set aside by resumes);
+``videos_padded`` (clips padded from videos shorter than a clip, in the batches since the previous
+record).
 """
 
 from __future__ import annotations
@@ -114,12 +116,13 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                                          start_step=start, worker_count=cfg.worker_count)
         records: list[dict] = []
         bar = _progress_bar(cfg, start) if progress else None
-        t_last, clips_since = time.perf_counter(), 0
+        t_last, clips_since, padded = time.perf_counter(), 0, 0
         pending = None  # (step, fault flags) not yet read
         for t in range(start, cfg.steps):
             host = next(batches)
             if "skipped" in host:
                 skipped += int(np.sum(host["skipped"]))
+            padded += int(np.sum(host.get("padded", 0)))
             batch = par.put_batch(host)
             logged = t % cfg.log_every == 0 or t == cfg.steps - 1 or t in probe_at
             record: dict[str, Any] = {"step": t}
@@ -141,7 +144,9 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             if logged:
                 flags = metrics.pop("faults")
                 record.update({k: float(v) for k, v in metrics.items()}, E=float(record["E"]),
-                              all_finite=int(flags) == 0, videos_skipped=skipped, checkpoints_set_aside=n_set_aside)
+                              all_finite=int(flags) == 0, videos_skipped=skipped, videos_padded=padded,
+                              checkpoints_set_aside=n_set_aside)
+                padded = 0
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0

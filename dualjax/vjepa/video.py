@@ -17,11 +17,14 @@ a uniformly random offset inside segment k (``random_start=True``, training) or 
 (evaluation); segments shorter than the span overlap evenly. Each clip then gets a random
 resized crop (area fraction ``scale``, aspect ratio ``ratio``, resized to ``crop_size`` ×
 ``crop_size`` with bilinear swscale) and, with ``flip``, a horizontal flip with probability ½.
+A video with n < span frames is padded (``pad_short``, the reference's ``filter_short_videos:
+false``): ⌊n/frame_step⌋ frames spread evenly over [0, n], then its last frame repeated; elements
+carry ``"padded"`` (1 for such a clip). With ``pad_short=False`` it is skipped as too short.
 
 **Skip policy.** A missing, non-regular (a FIFO, a device, a folder: opening a FIFO would block
 forever, so it is never opened), unreadable/corrupt, truncated (the clip's frames cannot all be
-decoded: a decode error mid-stream, or the stream ends before them), too short (fewer frames
-than the span) or too slow (opening and decoding took longer than ``timeout`` seconds) video is
+decoded: a decode error mid-stream, or the stream ends before them), too slow (opening and
+decoding took longer than ``timeout`` seconds) or, with ``pad_short=False``, too short video is
 never returned and never replaced by zeros: the source warns once per path
 (:class:`VideoSkipWarning`), counts it, and deterministically tries another video of the same
 list (its order is a fixed permutation from ``seed`` and ``j``). Every element carries
@@ -31,7 +34,7 @@ additionally counts skips by reason in *this* process. If ``max_tries`` videos i
 or every video of a list fails, :class:`NoReadableVideoError` names the list.
 
 **Elements.** :class:`VideoSource` yields ``{"clip": uint8 (T, S, S, 3), "label": int32,
-"skipped": int32}`` (the interface of :mod:`dualjax.vjepa.data`'s sources);
+"skipped": int32, "padded": int32}`` (the interface of :mod:`dualjax.vjepa.data`'s sources);
 :class:`Normalize` maps it to ``{"video": float32 (T, S, S, 3), ...}`` with the ImageNet mean
 and std; :func:`video_dataset` chains both as a ``grain.MapDataset``.
 
@@ -95,6 +98,7 @@ class ClipSpec:
     ratio: tuple[float, float] = (0.75, 1.35)
     flip: bool = True
     random_start: bool = True
+    pad_short: bool = True
 
     def __post_init__(self):
         checks.check_positive_int(self.frames, "frames")
@@ -118,7 +122,11 @@ def clip_indices(num_frames: int, spec: ClipSpec, clip: int, rng: np.random.Gene
     """Frame indices of clip ``clip`` of a video with ``num_frames`` frames (see module doc)."""
     span = spec.span
     if num_frames < span:
-        raise ValueError(f"{num_frames} frames < clip span {span}")
+        if not spec.pad_short:
+            raise ValueError(f"{num_frames} frames < clip span {span}")
+        spread = np.linspace(0, num_frames, num_frames // spec.frame_step)
+        return np.minimum(np.concatenate([spread, np.full(spec.frames - len(spread), num_frames)]),
+                          num_frames - 1).astype(np.int64)
     segment = num_frames // spec.clips_per_video
     if segment >= span:
         room = segment - span
@@ -238,14 +246,14 @@ def random_resized_crop(clip: np.ndarray, rng: np.random.Generator, spec: ClipSp
 
 
 def load_clip(path: str, spec: ClipSpec, clip: int, rng: np.random.Generator,
-              timeout: float | None = None) -> np.ndarray:
-    """Clip ``clip`` of the video at ``path``, cropped: uint8 (T, S, S, 3); raises :class:`VideoError`
-    (``timeout``: seconds allowed to probe, and again to decode)."""
+              timeout: float | None = None) -> tuple[np.ndarray, bool]:
+    """Clip ``clip`` of the video at ``path``, cropped: uint8 (T, S, S, 3), and whether it was
+    padded; raises :class:`VideoError` (``timeout``: seconds allowed to probe, and again to decode)."""
     num_frames = probe_frames(path, timeout)
-    if num_frames < spec.span:
+    if num_frames < spec.span and not spec.pad_short:
         raise VideoError(path, "too_short", f"{num_frames} frames < clip span {spec.span}")
     frames = decode_frames(path, clip_indices(num_frames, spec, clip, rng), timeout)
-    return random_resized_crop(frames, rng, spec)
+    return random_resized_crop(frames, rng, spec), num_frames < spec.span
 
 
 # --------------------------------------------------------------------------- the source
@@ -347,14 +355,15 @@ class VideoSource:
             if error is None:
                 rng = np.random.default_rng([self.seed, 3, i, attempt])
                 try:
-                    frames = load_clip(entry.path, self.spec, clip, rng, self.timeout)
+                    frames, padded = load_clip(entry.path, self.spec, clip, rng, self.timeout)
                 except VideoError as err:
                     error = err
                     self._bad[entry.path] = err
                     warnings.warn(f"skipping {err}", VideoSkipWarning, stacklevel=2)
                 else:
                     self.stats["decoded"] += 1
-                    return {"clip": frames, "label": np.int32(entry.label), "skipped": np.int32(skipped)}
+                    return {"clip": frames, "label": np.int32(entry.label), "skipped": np.int32(skipped),
+                            "padded": np.int32(padded)}
             skipped += 1
             self.stats["skipped"] += 1
             self.stats[error.reason] += 1
@@ -377,12 +386,12 @@ class VideoSource:
         """
         report: dict[str, list[str]] = {reason: [] for reason in REASONS}
         spec = ClipSpec(frames=self.spec.frames, frame_step=self.spec.frame_step, clips_per_video=1,
-                        crop_size=self.spec.crop_size, random_start=False, flip=False)
+                        crop_size=self.spec.crop_size, random_start=False, flip=False, pad_short=self.spec.pad_short)
         for entries in self.lists:
             for entry in entries:
                 try:
                     n = probe_frames(entry.path, self.timeout)
-                    if n < spec.span:
+                    if n < spec.span and not self.spec.pad_short:
                         raise VideoError(entry.path, "too_short", f"{n} frames < clip span {spec.span}")
                     decode_frames(entry.path, clip_indices(n, spec, 0, np.random.default_rng(0)), self.timeout)
                 except VideoError as err:

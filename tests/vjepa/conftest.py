@@ -18,6 +18,7 @@ SMALL = Config(
     steps=3, batch_size=4, warmup_steps=1,
     lr=1e-3, start_lr=1e-4, final_lr=1e-5,
     log_every=1, probe_steps=20, probe_batch=16,
+    compute_dtype="float32", mask_group=0,  # the whole batch is one mask group
     num_devices=1,  # the tests' 8 simulated devices: only the sharding tests use them all
 )
 

@@ -37,6 +37,7 @@ CFG = Config(
     mask_blocks=(8,), mask_scales=(0.15,),
     teacher="ema", momentum_start=0.9, steps=8, batch_size=8, warmup_steps=3,
     lr=1e-3, start_lr=1e-4, final_lr=1e-5, log_every=1, ckpt_every=2, ckpt_keep=2, num_devices=1,
+    compute_dtype="float32",
 )
 TIMING = ("clips_per_s",)  # wall-clock throughput: the only key that may differ between runs
 
@@ -263,9 +264,9 @@ def _write_mp4(path, level: int, frames: int = 8, h: int = 24, w: int = 32) -> N
             c.mux(packet)
 
 
-def test_video_lists_train_and_count_skipped_videos(tmp_path):
-    for i in range(3):
-        _write_mp4(tmp_path / f"v{i}.mp4", 40 * i)
+def test_video_lists_train_and_count_skipped_and_padded_videos(tmp_path):
+    for i in range(3):  # v2 has 5 frames, fewer than a clip's span of 7: padded with its last frame
+        _write_mp4(tmp_path / f"v{i}.mp4", 40 * i, frames=8 if i < 2 else 5)
     (tmp_path / "corrupt.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 4000, np.uint8).tobytes())
     videolist.write_list(tmp_path / "train.txt", [("v0.mp4", 0), ("corrupt.mp4", 1), ("v1.mp4", 1),
                                               ("missing.mp4", 0), ("v2.mp4", 2)])
@@ -280,6 +281,8 @@ def test_video_lists_train_and_count_skipped_videos(tmp_path):
     want = np.cumsum([int(ds[t]["skipped"].sum()) for t in range(cfg.steps)])
     assert want[-1] >= 2  # both bad entries are met in the first epoch (5 entries, 8 clips)
     assert [r["videos_skipped"] for r in records] == list(want)
+    padded = [int(ds[t]["padded"].sum()) for t in range(cfg.steps)]  # log_every=1: one batch per record
+    assert sum(padded) >= 1 and [r["videos_padded"] for r in records] == padded
     assert all(np.isfinite(r["F"]) for r in records)
 
     bad = dataclasses.replace(cfg, train_lists=(str(tmp_path / "bad.txt"),))

@@ -2,7 +2,8 @@
 
 8 frames of 32×32 moving shapes (16 classes), 4-block ViT 96 wide, 2-block predictor, 1500 steps
 of batch 16 (≈ 6 passes over 4096 clips), lr 3e-4 (1e-3 made SG collapse within 400 steps,
-see docs/vjepa.md), attentive probes on the evaluated encoder every 250 steps."""
+see docs/vjepa.md), the reference recipe otherwise (schedules over 1.25 × the run, clipping at
+10, masks trimmed to the batch minimum), attentive probes on the evaluated encoder every 250 steps."""
 
 import dataclasses
 

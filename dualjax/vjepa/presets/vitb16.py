@@ -1,7 +1,9 @@
-"""Reference-scale V-JEPA with a ViT-B/16 encoder (the paper's larger model): as vits16, width 768."""
+"""Reference-scale V-JEPA with a ViT-B/16 encoder (the paper's larger model): as ``vits16``
+(the reference recipe, global batch 24 × 128), with the width 768 / 12 heads encoder; the
+predictor stays 384 wide and 12 deep and takes the encoder's 12 heads."""
 
-from dualjax.vjepa.config import Config
+import dataclasses
 
-CONFIG = Config(model="base", frames=16, size=224, tubelet=2, patch=16, pred_width=384, pred_depth=12,
-                batch_size=24, steps=300_000, warmup_steps=40_000, log_every=100, probe_every=25_000,
-                ckpt_every=5_000)
+from dualjax.vjepa.presets.vits16 import CONFIG as VITS16
+
+CONFIG = dataclasses.replace(VITS16, model="base")
