@@ -87,6 +87,7 @@ class Config:
     probe_train_clips: int = 0  # 0: all of num_train
     ckpt_every: int = 0  # 0: only at the end
     ckpt_keep: int = 3  # keep the newest k checkpoints
+    stop_on_collapse: bool = False  # end the run at the first record flagged by dualjax.collapse.check
     # ---- scale and faults
     num_devices: int = 0  # devices of the 'data' mesh (0: all of every process)
     sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too

@@ -13,7 +13,7 @@ F: as in the reference, AdamW's decoupled weight decay plays its role.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -75,9 +75,20 @@ class VJEPA:
         return self.encode.init_params(), self.predict.init_params()
 
 
-def make_objective(model: VJEPA, loss: str = "l1", compute_dtype: str = "float32") -> objectives.Objective:
-    """F(θ, ψ, ξ, batch) and E = F(θ, ψ, θ) of the module doc; ``batch = {"clip", "masks"}``
-    with uint8 clips and ``masks`` a tuple of (ctx (B, n_ctx), tgt (B, n_tgt)) per generator.
+class Features(NamedTuple):
+    """The features of one evaluation of F, per mask generator i where a tuple (the collapse
+    metrics of :func:`dualjax.collapse.feature_metrics` are computed on them)."""
+
+    student: tuple  # f_θ(x_{c_i}), (B, C_i, D)
+    targets: jax.Array  # LN(f_ξ(x)), (B, N, D), float32
+    predictions: tuple  # g_ψ(f_θ(x_{c_i}); c_i, t_i, i), (B, T_i, D), float32
+    teacher_at_student: tuple  # f_ξ(x) at c_i (before LN), (B, C_i, D)
+
+
+def make_forward(model: VJEPA, loss: str = "l1", compute_dtype: str = "float32"):
+    """``forward(θ, ψ, ξ, batch) -> (F(θ, ψ, ξ), Features)`` with F of the module doc;
+    ``batch = {"clip", "masks"}`` with uint8 clips and ``masks`` a tuple of (ctx (B, n_ctx),
+    tgt (B, n_tgt)) per generator.
 
     ``compute_dtype="bfloat16"``: the forward passes run on bf16 copies of θ, ψ, ξ and the clip
     (mixed precision; the parameters, their gradients and the optimizer stay float32), while the
@@ -91,16 +102,30 @@ def make_objective(model: VJEPA, loss: str = "l1", compute_dtype: str = "float32
             return tree
         return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, tree)
 
-    def F(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> jax.Array:
+    def forward(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> tuple[jax.Array, Features]:
         theta, psi, xi = cast(theta), cast(psi), cast(xi)
         x = data_lib.normalize(batch["clip"]).astype(dtype)
-        h_BxNxD = layer_norm(model.encode(xi, x).astype(jnp.float32))
-        terms = []
+        t_BxNxD = model.encode(xi, x)
+        h_BxNxD = layer_norm(t_BxNxD.astype(jnp.float32))
+        terms, zs, us, ts = [], [], [], []
         for i, (ctx_BxC, tgt_BxT) in enumerate(batch["masks"]):
             z_BxCxD = model.encode(theta, x, ctx_BxC)
             u_BxTxD = model.predict(psi, z_BxCxD, ctx_BxC, tgt_BxT, i).astype(jnp.float32)
             v_BxTxD = gather_tokens(h_BxNxD, tgt_BxT)
             terms.append(jnp.mean(loss_fn(u_BxTxD, v_BxTxD)))
-        return sum(terms) / len(terms)
+            zs.append(z_BxCxD)
+            us.append(u_BxTxD)
+            ts.append(gather_tokens(t_BxNxD, ctx_BxC))
+        return sum(terms) / len(terms), Features(tuple(zs), h_BxNxD, tuple(us), tuple(ts))
+
+    return forward
+
+
+def make_objective(model: VJEPA, loss: str = "l1", compute_dtype: str = "float32") -> objectives.Objective:
+    """F(θ, ψ, ξ, batch) of :func:`make_forward` (its value only) and E = F(θ, ψ, θ)."""
+    forward = make_forward(model, loss, compute_dtype)
+
+    def F(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> jax.Array:
+        return forward(theta, psi, xi, batch)[0]
 
     return objectives.Objective(F=F, E=objectives.energy(F))

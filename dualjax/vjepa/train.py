@@ -15,11 +15,16 @@ already applied; ``F``, ``E`` at (θ_t, ψ_t, ξ_t) on batch t; ``d_theta`` = �
 ``d_psi``, ``d_xi`` the increments of the update made at step t; ``grad_norm``,
 ``grad_norm_theta``, ``grad_norm_psi``, ``theta_norm``, ``psi_norm``; ``lr``, ``wd``, ``momentum``
 used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ran;
-``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over).
+``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over); the collapse
+metrics of the step's features (``rank_student``, ``rank_teacher``, ``rank_pred``,
+``cov_top_student``, ``cov_top_teacher``, ``std_target``, ``std_pred``, ``cos_student_teacher``)
+and ``collapse``, the flag of :func:`dualjax.collapse.check` (docs/collapse.md). The flag never
+stops a run unless ``cfg.stop_on_collapse``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -29,14 +34,14 @@ import jax
 import numpy as np
 
 from dualjax import checkpoint as ckpt_lib
-from dualjax import faults
+from dualjax import collapse, faults
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa import probe as probe_lib
 from dualjax.vjepa import rundir
 from dualjax.vjepa.parallel import make_parallel
 from dualjax.vjepa.rundir import read_metrics, summarize  # noqa: F401  (re-exported for callers)
-from dualjax.vjepa.step import Setup, build
+from dualjax.vjepa.step import Setup, build, is_logged
 
 
 def _progress_bar(cfg: config_lib.Config, start: int):
@@ -71,13 +76,18 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     step and save; a non-finite loss, gradient or parameter raises
     :class:`dualjax.faults.NonFiniteError` naming the step and the quantities, nothing from that
     step is logged or saved, and in-flight saves of earlier steps are committed first.
+
+    **Collapse.** Every record carries ``collapse`` (:func:`dualjax.collapse.check` against the
+    teacher rank of the run's first record). With ``stop_on_collapse`` the first flagged record
+    ends the run: the state after that step is saved as a checkpoint and the records so far are
+    returned, the last one with ``stopped_on_collapse`` (the reasons).
     """
     out = Path(out_dir)
     lead = jax.process_index() == 0
     rundir.prepare(out, cfg, resume=resume)
     if setup is None:
         setup = build(cfg)
-    elif setup.cfg != cfg:
+    elif dataclasses.replace(setup.cfg, stop_on_collapse=cfg.stop_on_collapse) != cfg:  # the loop's own switch
         raise ValueError("setup was built from a different config")
     par = make_parallel(setup, mesh)
     encode_fn = probe_lib.make_encode_fn(setup.model)
@@ -93,6 +103,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         start, state, skipped = rundir.resume(ckpt, state) if resume else (0, state, 0)
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
+        ref = _collapse_reference(out, lead) if start else None
         batches = data_lib.train_batches(data_lib.make_source(cfg, "train"), setup.masks, cfg.batch_size,
                                          cfg.data_seed, cfg.steps, start_step=start, worker_count=cfg.worker_count)
         records: list[dict] = []
@@ -104,7 +115,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
             if "skipped" in host:
                 skipped += int(np.sum(host["skipped"]))
             batch = par.put_batch(host)
-            logged = t % cfg.log_every == 0 or t == cfg.steps - 1 or t in probe_at
+            logged = bool(is_logged(cfg, t, probes))  # the steps whose collapse metrics the step computed
             record: dict[str, Any] = {"step": t}
             if logged:
                 record["E"] = par.energy(state.theta, state.psi, batch)
@@ -123,8 +134,13 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                     pending = None
             if logged:
                 flags = metrics.pop("faults")
-                record.update({k: float(v) for k, v in metrics.items()}, E=float(record["E"]),
+                record.update({k: collapse.host(v) for k, v in metrics.items()}, E=float(record["E"]),
                               all_finite=int(flags) == 0, videos_skipped=skipped)
+                ref = collapse.reference([record]) if ref is None else ref
+                why = collapse.check(record, ref)
+                record["collapse"] = bool(why)
+                if why and cfg.stop_on_collapse:
+                    record["stopped_on_collapse"] = "; ".join(why)
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0
@@ -135,11 +151,15 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                     log(record)
                 if bar is not None:
                     bar.set_postfix(F=f"{record['F']:.4f}", E=f"{record['E']:.4f}",
-                                    clips_s=f"{record['clips_per_s']:.1f}", refresh=False)
+                                    rank=f"{record['rank_teacher']:.1f}", clips_s=f"{record['clips_per_s']:.1f}",
+                                    **({"collapse": "YES"} if why else {}), refresh=False)
             if bar is not None:
                 bar.update(1)
-            if t + 1 in ckpt_at:
+            stop = "stopped_on_collapse" in record
+            if t + 1 in ckpt_at or stop:
                 rundir.save(ckpt, t + 1, state, skipped)
+            if stop:
+                break
         if pending is not None:
             faults.raise_on_flags(*pending)
     except faults.NonFiniteError as err:
@@ -154,3 +174,15 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         if bar is not None:
             bar.close()
     return records
+
+
+def _collapse_reference(out: Path, lead: bool) -> float | None:
+    """The collapse rule's reference of a resumed run: from its kept records (read by process 0,
+    sent to the others so that every process stops at the same step)."""
+    ref = collapse.reference(rundir.read_metrics(out)) if lead else None
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        ref = float(multihost_utils.broadcast_one_to_all(np.float64(np.nan if ref is None else ref)))
+        ref = None if np.isnan(ref) else ref
+    return ref
