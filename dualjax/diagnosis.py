@@ -91,11 +91,12 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
                      "only loss, E and increments are shown")
     else:
         first = next((s for s, why in flags if why), None)
-        last = records[-1] if records[-1].get("rank_teacher") is not None else [r for r in records if "rank_teacher" in r][-1]
+        last = [r for r in records if r.get("rank_teacher") is not None][-1]
+        nan = float("nan")
         out.update(first_collapse_step=first, collapsed_records=sum(bool(w) for _, w in flags),
                    rank_teacher_first=ref, rank_teacher_last=last["rank_teacher"],
-                   std_target_first=next(r["std_target"] for r in records if r.get("std_target") is not None),
-                   std_target_last=last["std_target"], rank_drops=rank_drops(records))
+                   std_target_first=next((r["std_target"] for r in records if r.get("std_target") is not None), nan),
+                   std_target_last=last.get("std_target", nan), rank_drops=rank_drops(records))
         why_last = flags[-1][1]
         if why_last:
             out["verdict"] = "collapsed"
@@ -105,7 +106,7 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
             out["verdict"] = "collapsed, then recovered"
             lines.append(f"COLLAPSED, THEN RECOVERED: flagged from step {first} ({out['collapsed_records']} of "
                          f"{len(flags)} records), not at the last step {last['step']}")
-        elif last["rank_teacher"] < 0.5 * ref:
+        elif ref and last["rank_teacher"] < 0.5 * ref:
             out["verdict"] = "partial rank drop"
             lines.append(f"PARTIAL RANK DROP: teacher rank {ref:.1f} -> {last['rank_teacher']:.1f} "
                          f"({100 * last['rank_teacher'] / ref:.0f} % of its first value; the flag is at "
@@ -113,10 +114,10 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
         else:
             out["verdict"] = "no collapse"
             lines.append(f"NO COLLAPSE: teacher rank {ref:.1f} -> {last['rank_teacher']:.1f}, target std "
-                         f"{out['std_target_first']:.3f} -> {last['std_target']:.3f}")
-        lines.append(f"  effective ranks at step {last['step']}: student {last.get('rank_student', float('nan')):.1f}, "
-                     f"teacher {last['rank_teacher']:.1f}, predictor {last.get('rank_pred', float('nan')):.1f}; "
-                     f"cos(student, teacher) {last.get('cos_student_teacher', float('nan')):.3f}")
+                         f"{out['std_target_first']:.3f} -> {out['std_target_last']:.3f}")
+        lines.append(f"  effective ranks at step {last['step']}: student {last.get('rank_student', nan):.1f}, "
+                     f"teacher {last['rank_teacher']:.1f}, predictor {last.get('rank_pred', nan):.1f}; "
+                     f"cos(student, teacher) {last.get('cos_student_teacher', nan):.3f}")
         s_first = next((r["rank_student"] for r in records if r.get("rank_student") is not None), None)
         if s_first and last.get("rank_student") is not None and last["rank_student"] < 0.5 * s_first and not why_last:
             lines.append(f"  note: the student's rank fell to {100 * last['rank_student'] / s_first:.0f} % of its first "
