@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "montecarlo": ("dualjax.commands.montecarlo", "the m = 1 synthetic Monte Carlo study"),
     "train": ("dualjax.commands.train", "train a ViT / V-JEPA model with an SG, EMA or plain teacher"),
     "probe": ("dualjax.commands.probe", "attentive-probe evaluation of a trained checkpoint"),
+    "diagnose": ("dualjax.commands.diagnose", "is a run collapsing? verdict over a run's metrics or dumped features"),
 }
 
 

@@ -144,17 +144,19 @@ def get_rule(name: str, momentum: float | Schedule = 0.99) -> TeacherRule:
 
 # --------------------------------------------------------------------------- gradients and steps
 
-def loss_and_grads(rule: TeacherRule, F: Callable[..., jax.Array]):
+def loss_and_grads(rule: TeacherRule, F: Callable[..., jax.Array], *, has_aux: bool = False):
     """``(θ, ψ, state, batch) -> (F(θ, ψ, ξ), (∂F/∂θ, ∂F/∂ψ))`` with ξ = ``rule.teacher(θ, state)``.
 
     For ``plain`` the teacher is θ itself, so the θ-gradient includes the path through the
-    teacher and equals ∇_θ E; for ``sg`` / ``ema`` it does not.
+    teacher and equals ∇_θ E; for ``sg`` / ``ema`` it does not. ``has_aux``: F returns
+    ``(value, aux)`` (e.g. the features of its forward pass) and the first output is ``(F, aux)``,
+    as in ``jax.value_and_grad``.
     """
 
     def objective(theta, psi, state, batch):
         return F(theta, psi, rule.teacher(theta, state), batch)
 
-    return jax.value_and_grad(objective, argnums=(0, 1))
+    return jax.value_and_grad(objective, argnums=(0, 1), has_aux=has_aux)
 
 
 class StepState(NamedTuple):

@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -73,6 +75,21 @@ for teacher, run in runs.items():
     # EMA's teacher moves by (1 − α) of the way to θ each step: much less than θ itself
     if teacher == "ema":
         assert all(r["d_xi"] < r["d_theta"] for r in recs[1:])
+
+# %% [markdown]
+# ## Is either run collapsing?
+# Every record also carries the collapse monitor (`docs/collapse.md`): effective ranks of the student, teacher
+# and predictor features (`rank_*`), token stds (`std_target`, `std_pred`) and the flag `collapse` (teacher
+# rank below 0.2 of its first value, or target std below 0.1). `dualjax diagnose DIR` gives the same verdict.
+
+# %%
+from dualjax import diagnosis
+
+for teacher, run in runs.items():
+    recs = run["records"]
+    print(f"{teacher}: teacher rank {recs[0]['rank_teacher']:.1f} -> {recs[-1]['rank_teacher']:.1f}, "
+          f"flagged at steps {[r['step'] for r in recs if r['collapse']]}")
+    print("  " + diagnosis.diagnose_run(recs, teacher)["lines"][0])
 
 # %%
 fig_path = vplots.plot_runs({k.upper(): v["records"] for k, v in runs.items()}, out / "figure2.png",

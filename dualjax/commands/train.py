@@ -1,5 +1,7 @@
 """``dualjax train --config tiny --teacher sg|ema|plain --out DIR [--set key=value ...]``,
 ``dualjax train --resume DIR`` (continue a run from its last complete checkpoint, same config).
+``--stop-on-collapse`` (config field ``stop_on_collapse``) ends the run at the first step the
+collapse monitor flags (docs/collapse.md); without it the flag is only logged.
 
 Multi-host jobs: ``--coordinator HOST:PORT --num-processes N --process-id I`` (or the
 ``JAX_COORDINATOR_ADDRESS`` / ``JAX_NUM_PROCESSES`` / ``JAX_PROCESS_ID`` variables, or SLURM /
@@ -33,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override a config field; repeatable (unknown keys are errors)")
     parser.add_argument("--no-probe", action="store_true", help="skip the attentive probes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--stop-on-collapse", action="store_true",
+                        help="end the run (with a checkpoint) at the first logged step flagged as collapsed")
     dist = parser.add_argument_group("multi-host (default: JAX_* environment, SLURM / TPU pod auto-detection)")
     dist.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="address of process 0")
     dist.add_argument("--num-processes", type=int, default=None)
@@ -45,15 +49,16 @@ def _config(args: argparse.Namespace):
     from dualjax.vjepa import rundir
 
     if args.resume:
-        if (args.config or args.overrides or args.teacher or args.overwrite
+        if (args.config or args.overrides or args.teacher or args.overwrite or args.stop_on_collapse
                 or (args.out and Path(args.out) != Path(args.resume))):
             raise ValueError("--resume DIR continues with DIR/config.json; do not combine it with "
-                             "--config, --set, --teacher, --overwrite or another --out")
+                             "--config, --set, --teacher, --overwrite, --stop-on-collapse or another --out")
         return rundir.read_config(args.resume), Path(args.resume)
     if not args.out:
         raise ValueError("either --out DIR (a new run) or --resume DIR is required")
     cfg = config_lib.load(args.config or "tiny")
-    overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else [])
+    overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else []) + (
+        ["stop_on_collapse=true"] if args.stop_on_collapse else [])
     return configs.override(cfg, overrides).validate(), Path(args.out)
 
 
@@ -72,5 +77,12 @@ def run(args: argparse.Namespace) -> int:
                 resume=bool(args.resume), overwrite=args.overwrite)
     if info.process_id == 0:
         records = rundir.read_metrics(out)  # the whole run, also when resumed
-        print(outputs.dumps_strict(rundir.summarize(records), indent=1))
+        summary = rundir.summarize(records)
+        if records and records[-1].get("stopped_on_collapse"):
+            last = records[-1]
+            summary["stopped_on_collapse"] = {"step": last["step"], "why": last["stopped_on_collapse"]}
+            print(f"dualjax train: stopped at step {last['step']} on collapse: {last['stopped_on_collapse']} "
+                  f"(checkpoint {out / rundir.CKPT_DIR / str(last['step'] + 1)}; see dualjax diagnose {out})",
+                  file=sys.stderr)
+        print(outputs.dumps_strict(summary, indent=1))
     return 0

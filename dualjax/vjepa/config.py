@@ -93,6 +93,7 @@ class Config:
     probe_train_clips: int = 0  # 0: all of num_train
     ckpt_every: int = 0  # 0: only at the end
     ckpt_keep: int = 3  # keep the newest k checkpoints
+    stop_on_collapse: bool = False  # end the run at the first record flagged by dualjax.collapse.check
     # ---- scale and faults
     num_devices: int = 0  # devices of the 'data' mesh (0: all of every process)
     sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too
@@ -238,7 +239,7 @@ FIELD_CHECKS = {
     "probe_steps": _POS, "probe_batch": _POS, "probe_lr": _RATE, "probe_weight_decay": _real(0),
     "probe_heads": _NONNEG, "probe_train_clips": _NONNEG, "ckpt_every": _NONNEG, "ckpt_keep": _POS,
     "num_devices": _NONNEG, "sharding": _one_of("dp", "fsdp"), "fsdp_min_size": _NONNEG,
-    "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool,
+    "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool, "stop_on_collapse": _bool,
     "ipe_scale": _real(1), "lr_batch": _NONNEG, "clip_grad": _real(0), "uniform_power": _bool,
     "mask_trim": _one_of(*masks.TRIMS), "mask_group": _NONNEG, "mask_buckets": _POS,
     "short_videos": _one_of("pad", "skip"), "probe_segments": _POS, "probe_views": _POS, "probe_augment": _bool,

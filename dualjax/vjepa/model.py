@@ -16,7 +16,7 @@ entries only, which is the reference's average over per-GPU batches.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,28 +81,62 @@ class VJEPA:
         return self.encode.init_params(), self.predict.init_params()
 
 
-def make_objective(model: VJEPA, loss: str = "l1") -> objectives.Objective:
-    """F(θ, ψ, ξ, batch) and E = F(θ, ψ, θ) of the module doc; ``batch = {"clip", "masks"}``
-    with uint8 clips and ``masks`` a tuple per generator of (ctx (B, W_ctx), tgt (B, W_tgt),
-    n_ctx (B,), n_tgt (B,)) (:class:`~dualjax.vjepa.masks.MaskSet`) or of (ctx, tgt) alone (every
-    entry real). The target LayerNorm and the loss are float32 whatever the compute dtype.
+class Features(NamedTuple):
+    """The features of one evaluation of F, per mask generator i where a tuple (the collapse
+    metrics of :func:`dualjax.collapse.feature_metrics` are computed on them). With padded index
+    lists the ``*_real`` masks mark the real entries; ``None`` where every entry is real."""
+
+    student: tuple  # f_θ(x_{c_i}), (B, C_i, D)
+    targets: jax.Array  # LN(f_ξ(x)), (B, N, D), float32
+    predictions: tuple  # g_ψ(f_θ(x_{c_i}); c_i, t_i, i), (B, T_i, D), float32
+    teacher_at_student: tuple  # f_ξ(x) at c_i (before LN), (B, C_i, D)
+    student_real: tuple = ()  # (B, C_i) bool or None per generator; () : all real
+    predictions_real: tuple = ()  # (B, T_i) bool or None per generator; () : all real
+
+
+def make_forward(model: VJEPA, loss: str = "l1"):
+    """``forward(θ, ψ, ξ, batch) -> (F(θ, ψ, ξ), Features)`` with F of the module doc;
+    ``batch = {"clip", "masks"}`` with uint8 clips and ``masks`` a tuple per generator of
+    (ctx (B, W_ctx), tgt (B, W_tgt), n_ctx (B,), n_tgt (B,)) (:class:`~dualjax.vjepa.masks.MaskSet`)
+    or of (ctx, tgt) alone (every entry real). A padded target entry adds nothing to F: the loss of
+    clip b is the mean over its n_tgt[b] real targets. The target LayerNorm and the loss are
+    float32 whatever the compute dtype.
     """
     loss_fn = objectives.get_loss(loss)
 
-    def F(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> jax.Array:
+    def forward(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> tuple[jax.Array, Features]:
         x = data_lib.normalize(batch["clip"])
-        h_BxNxD = layer_norm(model.encode(xi, x).astype(jnp.float32))
-        terms = []
+        t_BxNxD = model.encode(xi, x)
+        h_BxNxD = layer_norm(t_BxNxD.astype(jnp.float32))
+        terms, zs, us, ts, z_real, u_real = [], [], [], [], [], []
         for i, (ctx_BxC, tgt_BxT, *lengths) in enumerate(batch["masks"]):
             n_ctx, n_tgt = lengths or (None, None)
             z_BxCxD = model.encode(theta, x, ctx_BxC, n_ctx)
-            u_BxTxD = model.predict(psi, z_BxCxD, ctx_BxC, tgt_BxT, i, n_ctx, n_tgt)
+            u_BxTxD = model.predict(psi, z_BxCxD, ctx_BxC, tgt_BxT, i, n_ctx, n_tgt).astype(jnp.float32)
             l_BxT = loss_fn(u_BxTxD, gather_tokens(h_BxNxD, tgt_BxT))
             if n_tgt is None:
                 terms.append(jnp.mean(l_BxT))
+                z_real.append(None)
+                u_real.append(None)
             else:
                 real = prefix_mask(n_tgt, tgt_BxT.shape[1])
                 terms.append(jnp.mean(jnp.sum(jnp.where(real, l_BxT, 0.0), axis=1) / n_tgt))
-        return sum(terms) / len(terms)
+                z_real.append(prefix_mask(n_ctx, ctx_BxC.shape[1]))
+                u_real.append(real)
+            zs.append(z_BxCxD)
+            us.append(u_BxTxD)
+            ts.append(gather_tokens(t_BxNxD, ctx_BxC))
+        feats = Features(tuple(zs), h_BxNxD, tuple(us), tuple(ts), tuple(z_real), tuple(u_real))
+        return sum(terms) / len(terms), feats
+
+    return forward
+
+
+def make_objective(model: VJEPA, loss: str = "l1") -> objectives.Objective:
+    """F(θ, ψ, ξ, batch) of :func:`make_forward` (its value only) and E = F(θ, ψ, θ)."""
+    forward = make_forward(model, loss)
+
+    def F(theta: PyTree, psi: PyTree, xi: PyTree, batch: dict) -> jax.Array:
+        return forward(theta, psi, xi, batch)[0]
 
     return objectives.Objective(F=F, E=objectives.energy(F))

@@ -18,11 +18,15 @@ used by that update; ``clips_per_s``; ``probe_top1`` (held-out) where a probe ra
 ``all_finite``; ``videos_skipped`` (running total of unreadable videos passed over);
 ``checkpoints_set_aside`` (unreadable checkpoints of this run directory set aside by resumes);
 ``videos_padded`` (clips padded from videos shorter than a clip, in the batches since the previous
-record).
+record); the collapse metrics of the step's features (``rank_student``, ``rank_teacher``,
+``rank_pred``, ``cov_top_student``, ``cov_top_teacher``, ``std_target``, ``std_pred``,
+``cos_student_teacher``) and ``collapse``, the flag of :func:`dualjax.collapse.check`
+(docs/collapse.md). The flag never stops a run unless ``cfg.stop_on_collapse``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -32,14 +36,14 @@ import jax
 import numpy as np
 
 from dualjax import checkpoint as ckpt_lib
-from dualjax import faults
+from dualjax import collapse, faults
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
 from dualjax.vjepa import probe as probe_lib
 from dualjax.vjepa import rundir
 from dualjax.vjepa.parallel import make_parallel
 from dualjax.vjepa.rundir import read_metrics, summarize  # noqa: F401  (re-exported for callers)
-from dualjax.vjepa.step import Setup, build
+from dualjax.vjepa.step import Setup, build, is_logged
 
 
 def _progress_bar(cfg: config_lib.Config, start: int):
@@ -80,6 +84,11 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     step and save; a non-finite loss, gradient or parameter raises
     :class:`dualjax.faults.NonFiniteError` naming the step and the quantities, nothing from that
     step is logged or saved, and in-flight saves of earlier steps are committed first.
+
+    **Collapse.** Every record carries ``collapse`` (:func:`dualjax.collapse.check` against the
+    teacher rank of the run's first record). With ``stop_on_collapse`` the first flagged record
+    ends the run: the state after that step is saved as a checkpoint and the records so far are
+    returned, the last one with ``stopped_on_collapse`` (the reasons).
     """
     out = Path(out_dir)
     lead = jax.process_index() == 0
@@ -87,7 +96,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     rundir.check(out, cfg, resume=resume, overwrite=overwrite)  # changes nothing
     if setup is None:
         setup = build(cfg)
-    elif setup.cfg != cfg:
+    elif dataclasses.replace(setup.cfg, stop_on_collapse=cfg.stop_on_collapse) != cfg:  # the loop's own switch
         raise ValueError("setup was built from a different config")
     par = make_parallel(setup, mesh)
     source = data_lib.make_source(cfg, "train")
@@ -112,6 +121,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         n_set_aside = len(ckpt_lib.set_aside_steps(ckpt.directory))
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
+        ref = _collapse_reference(out, lead) if start else None
         batches = data_lib.train_batches(source, setup.masks, cfg.batch_size, cfg.data_seed, cfg.steps,
                                          start_step=start, worker_count=cfg.worker_count)
         records: list[dict] = []
@@ -124,7 +134,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                 skipped += int(np.sum(host["skipped"]))
             padded += int(np.sum(host.get("padded", 0)))
             batch = par.put_batch(host)
-            logged = t % cfg.log_every == 0 or t == cfg.steps - 1 or t in probe_at
+            logged = bool(is_logged(cfg, t, probes))  # the steps whose collapse metrics the step computed
             record: dict[str, Any] = {"step": t}
             if logged:
                 record["E"] = par.energy(state.theta, state.psi, batch)
@@ -143,10 +153,15 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                     pending = None
             if logged:
                 flags = metrics.pop("faults")
-                record.update({k: float(v) for k, v in metrics.items()}, E=float(record["E"]),
+                record.update({k: collapse.host(v) for k, v in metrics.items()}, E=float(record["E"]),
                               all_finite=int(flags) == 0, videos_skipped=skipped, videos_padded=padded,
                               checkpoints_set_aside=n_set_aside)
                 padded = 0
+                ref = collapse.reference([record]) if ref is None else ref
+                why = collapse.check(record, ref)
+                record["collapse"] = bool(why)
+                if why and cfg.stop_on_collapse:
+                    record["stopped_on_collapse"] = "; ".join(why)
                 now = time.perf_counter()
                 record["clips_per_s"] = clips_since / max(now - t_last, 1e-9)
                 t_last, clips_since = now, 0
@@ -157,11 +172,15 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
                     log(record)
                 if bar is not None:
                     bar.set_postfix(F=f"{record['F']:.4f}", E=f"{record['E']:.4f}",
-                                    clips_s=f"{record['clips_per_s']:.1f}", refresh=False)
+                                    rank=f"{record['rank_teacher']:.1f}", clips_s=f"{record['clips_per_s']:.1f}",
+                                    **({"collapse": "YES"} if why else {}), refresh=False)
             if bar is not None:
                 bar.update(1)
-            if t + 1 in ckpt_at:
+            stop = "stopped_on_collapse" in record
+            if t + 1 in ckpt_at or stop:
                 rundir.save(ckpt, t + 1, state, skipped)
+            if stop:
+                break
         if pending is not None:
             faults.raise_on_flags(*pending)
     except faults.NonFiniteError as err:
@@ -176,3 +195,15 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         if bar is not None:
             bar.close()
     return records
+
+
+def _collapse_reference(out: Path, lead: bool) -> float | None:
+    """The collapse rule's reference of a resumed run: from its kept records (read by process 0,
+    sent to the others so that every process stops at the same step)."""
+    ref = collapse.reference(rundir.read_metrics(out)) if lead else None
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        ref = float(multihost_utils.broadcast_one_to_all(np.float64(np.nan if ref is None else ref)))
+        ref = None if np.isnan(ref) else ref
+    return ref

@@ -180,8 +180,10 @@ def test_step_on_8_devices_equals_one_device(one_device, sharding):
     dbatch = par.put_batch(batch)
     assert dbatch["clip"].sharding.spec[0] == "data"
     new, m = par.step(state, dbatch)
-    for k in ("F", "grad_norm", "d_theta", "d_psi", "d_xi", "lr", "momentum"):
-        np.testing.assert_allclose(m[k], metrics[k], rtol=1e-5, err_msg=k)
+    for k in ("F", "grad_norm", "d_theta", "d_psi", "d_xi", "lr", "momentum", "rank_teacher", "rank_student",
+              "std_target", "cos_student_teacher"):  # the collapse metrics too, on features split over devices
+        # ranks come from a float32 Gram spectrum, whose sum order differs across the mesh (√ε-accurate)
+        np.testing.assert_allclose(m[k], metrics[k], rtol=1e-3 if k.startswith("rank") else 1e-5, err_msg=k)
     _close(new, state1)
     assert jax.tree.leaves(new.theta)[0].sharding == jax.tree.leaves(par.state_sharding.theta)[0]
 
