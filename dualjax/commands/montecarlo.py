@@ -15,16 +15,18 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dualjax import rules
     from dualjax.linear.montecarlo import Config
 
     d = Config()
     parser.add_argument("--trials", type=int, default=10_000, help="trials per rule (default 10000)")
-    parser.add_argument("--rules", default="sg,ema", help="comma-separated subset of sg,ema")
+    parser.add_argument("--rules", default="sg,ema",
+                        help=f"comma-separated registered rules (default sg,ema; registered: {','.join(rules.names())})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--n", type=int, default=d.n, help="embedding dimension (a in R^n)")
     parser.add_argument("--eta", type=float, default=d.eta, help="step size")
-    parser.add_argument("--alpha", type=float, default=d.alpha, help="EMA momentum in [0, 1]")
+    parser.add_argument("--alpha", type=float, default=0.99, help="EMA momentum in [0, 1] (rules with a momentum option)")
     parser.add_argument("--init", choices=("torch", "gauss"), default=d.init)
     parser.add_argument("--init-scale", type=float, default=d.init_scale, help="scale s of the initial point")
     parser.add_argument("--max-steps", type=int, default=d.max_steps, help="step budget per trial")
@@ -40,11 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dualjax import rules as rules_lib
     from dualjax.linear import montecarlo as mc
 
     try:
-        rules = [r.strip() for r in args.rules.split(",") if r.strip()]
-        cfg = mc.check_config(mc.Config(n=args.n, eta=args.eta, alpha=args.alpha, init=args.init,
+        rules = [rules_lib.resolve(r.strip(), momentum=args.alpha) for r in args.rules.split(",") if r.strip()]
+        cfg = mc.check_config(mc.Config(n=args.n, eta=args.eta, init=args.init,
                                         init_scale=args.init_scale, max_steps=args.max_steps, tol=args.tol))
         t0 = time.perf_counter()
         results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     import jax
 
-    summ = mc.write_study(args.out, results, cfg, args.seed, figures=not args.no_figures,
+    summ = mc.write_study(args.out, results, cfg, args.seed, rules_=rules, figures=not args.no_figures,
                           study_seconds=elapsed, devices=args.devices or len(jax.devices()),
                           platform=jax.devices()[0].platform)
     brief = {rule: {"outer": round(s["fractions"]["outer"]["fraction"], 4),

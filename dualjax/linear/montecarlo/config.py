@@ -16,8 +16,6 @@ from dataclasses import dataclass
 
 from dualjax import checks
 
-STUDY_RULES = ("sg", "ema")
-
 # P(Δ ≥ 0) for ρ ~ U[0,3], τ ~ U[−1,1], λ ~ U[0.01,0.1] (MATH.md §7):
 # 98/243 + 4√3/405 + (25/81) ln(6/5).
 P_DELTA_NONNEG = 98 / 243 + 4 * math.sqrt(3) / 405 + 25 / 81 * math.log(6 / 5)
@@ -28,7 +26,8 @@ DEFAULT_RANGES = {"rho_range": (0.0, 3.0), "tau_range": (-1.0, 1.0), "lam_range"
 class Config:
     """Settings of one study. Validate with :func:`check_config` (done by every entry point).
 
-    n: embedding dimension (a ∈ R^n); eta: step η; alpha: EMA momentum α ∈ [0, 1];
+    n: embedding dimension (a ∈ R^n); eta: step η (the rules' own settings, e.g. EMA's α, are
+    on the rule objects);
     init: ``torch`` (a ~ s·U[−1,1]^n, B ~ s·U[−1/√n, 1/√n]^{n×n}) or ``gauss``
     (a ~ N(0, s²/n I), B ~ N(0, s²/n²)); init_scale: s; max_steps: step budget; tol: increment
     tolerance; max_norm: divergence threshold on ‖(a, B)‖; rtol / origin_tol: classification.
@@ -36,7 +35,6 @@ class Config:
 
     n: int = 2
     eta: float = 0.05
-    alpha: float = 0.99
     init: str = "torch"
     init_scale: float = 1.0
     max_steps: int = 60_000
@@ -55,7 +53,6 @@ def check_config(cfg: Config) -> Config:
     if cfg.n < 2:
         raise ValueError(f"n must be >= 2 (the linear model needs n > m = 1), got n={cfg.n}")
     checks.check_positive(cfg.eta, "eta")
-    checks.check_alpha(cfg.alpha)
     if cfg.init not in ("torch", "gauss"):
         raise ValueError(f"init must be 'torch' or 'gauss', got {cfg.init!r}")
     checks.check_positive(cfg.init_scale, "init_scale")
@@ -71,13 +68,6 @@ def check_config(cfg: Config) -> Config:
         if name == "lam_range" and lo <= 0:
             raise ValueError(f"lam_range must have lo > 0 (Prop 4.11 needs lambda > 0), got {(lo, hi)}")
     return cfg
-
-
-def check_rule(rule: str) -> str:
-    """``rule`` is one of :data:`STUDY_RULES`, else a ValueError naming it."""
-    if rule not in STUDY_RULES:
-        raise ValueError(f"rule must be one of {list(STUDY_RULES)}, got {rule!r}")
-    return rule
 
 
 def _range(value, name):

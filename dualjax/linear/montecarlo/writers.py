@@ -18,6 +18,7 @@ from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.figures import study_figures
 from dualjax.linear.montecarlo.slots import OUTCOMES
 from dualjax.linear.montecarlo.stats import summary
+from dualjax.rules import describe
 
 CSV_COLUMNS = ("rule", "index", "rho", "tau", "lam", "delta", "r1", "r2", "outcome", "steps", "final_norm",
                "e_increased", "f_increased", "max_E_rise")
@@ -40,18 +41,24 @@ def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.nd
                 ])
 
 
-def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, figures: bool = True,
+def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, rules_=None, figures: bool = True,
                 **extra) -> dict:
     """Write ``summary.json``, ``trials.csv`` and (optionally) the figures; return the summary.
 
+    ``rules_``: the rule objects of the study (their settings go into the summary as
+    ``rule_settings``; the figures rerun them, so ``figures=True`` needs them).
     ``summary.json`` is written first and again with the figures' paths once they exist, so an
     interrupted figure step still leaves the numbers."""
+    if figures and rules_ is None:
+        raise ValueError("write_study(figures=True) needs the study's rule objects: pass rules_=")
     os.makedirs(out_dir, exist_ok=True)
+    if rules_ is not None:
+        extra = {"rule_settings": {rule.name: describe(rule) for rule in rules_}, **extra}
     summ = summary(results, cfg, seed, **extra)
     _write_json(os.path.join(out_dir, "summary.json"), summ)
     write_trials_csv(os.path.join(out_dir, "trials.csv"), results)
     if figures:
-        summ["figures"] = study_figures(out_dir, results, summ, cfg)
+        summ["figures"] = study_figures(out_dir, results, summ, cfg, rules_)
         _write_json(os.path.join(out_dir, "summary.json"), summ)
     return summ
 
