@@ -1,4 +1,5 @@
-"""``dualjax linear``: SG, EMA and plain dynamics of the linear model from one initial point.
+"""``dualjax linear``: SG, EMA and plain (or any registered rules') dynamics of the linear model
+from one initial point.
 
 Argument parsing only; the work is :func:`dualjax.linear.example.run_example`, which writes
 ``OUT/linear_summary.json`` (per rule: status, steps, final ‖A‖, whether E increased, Bᵀ B − A Aᵀ,
@@ -21,7 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lam", type=float, default=0.05, help="weight decay λ > 0 (default 0.05)")
     parser.add_argument("--n", type=int, default=4, help="embedding dimension n > m (default 4)")
     parser.add_argument("--eta", type=float, default=0.05, help="step size η (default 0.05)")
-    parser.add_argument("--alpha", type=float, default=0.99, help="EMA momentum α ∈ [0, 1] (default 0.99)")
+    parser.add_argument("--rules", default="plain,sg,ema", help="comma-separated registered rules (default plain,sg,ema)")
+    parser.add_argument("--alpha", type=float, default=0.99,
+                        help="EMA momentum α ∈ [0, 1] for rules with a momentum option (default 0.99)")
     parser.add_argument("--init-scale", type=float, default=0.15, help="init scale s (default 0.15)")
     parser.add_argument("--steps", type=int, default=20_000, help="step budget (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -39,11 +42,13 @@ def _matrix(text: str, name: str) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dualjax import rules
     from dualjax.linear.example import run_example
 
     try:
-        summary = run_example(_matrix(args.rho, "rho"), _matrix(args.tau, "tau"), args.lam, n=args.n, eta=args.eta,
-                              alpha=args.alpha, init_scale=args.init_scale, steps=args.steps, seed=args.seed, out=args.out)
+        rules_ = [rules.resolve(name.strip(), momentum=args.alpha) for name in args.rules.split(",") if name.strip()]
+        summary = run_example(_matrix(args.rho, "rho"), _matrix(args.tau, "tau"), args.lam, rules_=rules_, n=args.n,
+                              eta=args.eta, init_scale=args.init_scale, steps=args.steps, seed=args.seed, out=args.out)
     except ValueError as err:
         raise SystemExit(f"dualjax linear: {err}") from None
     if args.json:
