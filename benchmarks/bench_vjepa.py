@@ -28,19 +28,21 @@ from pathlib import Path
 def bench_one(model: str, args) -> dict:
     import jax
 
-    from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import data, train
+    from dualjax.configs import override
+    from dualjax.vjepa import data
+    from dualjax.vjepa.config import Config
+    from dualjax.vjepa.step import build, device_batch
 
-    cfg = config_lib.override(config_lib.Config(), {
+    cfg = override(Config(), {
         "model": model, "frames": args.frames, "size": args.size, "tubelet": 2, "patch": args.patch,
         "batch_size": args.batch, "teacher": args.teacher, "steps": 1000, "warmup_steps": 10,
         "num_train": max(64, args.batch * (args.steps + 2)), "pred_width": args.pred_width,
         "pred_depth": args.pred_depth,
     }).validate()
-    setup = train.build(cfg)
+    setup = build(cfg)
     state = setup.init()
     it = data.train_batches(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, 0, args.steps + 2)
-    batches = [jax.device_put(train.device_batch(b)) for b in it]
+    batches = [jax.device_put(device_batch(b)) for b in it]
     step = jax.jit(setup.train_step, donate_argnums=0)
     t0 = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()

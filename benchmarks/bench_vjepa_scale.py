@@ -4,7 +4,7 @@ the clips/s and model-FLOPs utilisation of ViT-B with bf16 compute.
     .venv/bin/python benchmarks/bench_vjepa_scale.py [--config tiny] [--devices 1,2,4,8] [--steps 5]
         [--gpu-config vitb16 --gpu-batch 24 --gpu-steps 10] [--out runs/bench_vjepa_scale.json]
 
-**Scaling.** The trainer's own sharded step (:func:`dualjax.vjepa.train.make_parallel`) with the
+**Scaling.** The trainer's own sharded step (:func:`dualjax.vjepa.parallel.make_parallel`) with the
 global batch of the config split over a ``'data'`` mesh of the first n devices. On a CPU host the
 script simulates 8 devices (``--xla_force_host_platform_device_count=8``, set before JAX starts);
 they share the machine's cores, so this measures overhead, not speed-up. Step time = median of
@@ -60,7 +60,8 @@ def scaling(config: str, devices: list[int], steps: int) -> list[dict]:
     import jax
 
     from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax.vjepa.parallel import make_parallel
+    from dualjax.vjepa.step import build
 
     base = config_lib.load(config)
     rows = []
@@ -69,8 +70,8 @@ def scaling(config: str, devices: list[int], steps: int) -> list[dict]:
             if n > jax.device_count():
                 continue
             cfg = dataclasses.replace(base, num_devices=n, sharding=sharding, fsdp_min_size=2**12).validate()
-            setup = train.build(cfg)
-            par = train.make_parallel(setup)
+            setup = build(cfg)
+            par = make_parallel(setup)
             host = _batches(cfg, setup, 3)
             batches = [par.put_batch(b) for b in host]
             first, dt, F = _time_steps(par, par.init(), batches, steps)
@@ -108,14 +109,16 @@ def peak_for(device_kind: str) -> float:
 def gpu(config: str, batch: int, steps: int, peak_tflops: float) -> dict:
     import jax
 
+    from dualjax.configs import override
     from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax.vjepa.parallel import make_parallel
+    from dualjax.vjepa.step import build
 
-    cfg = config_lib.override(config_lib.load(config), {
+    cfg = override(config_lib.load(config), {
         "batch_size": batch, "compute_dtype": "bfloat16", "num_devices": 1,
         "num_train": max(64, batch * 4)}).validate()
-    setup = train.build(cfg)
-    par = train.make_parallel(setup)
+    setup = build(cfg)
+    par = make_parallel(setup)
     host = _batches(cfg, setup, 2)
     batches = [par.put_batch(b) for b in host]
     state = par.init()

@@ -32,12 +32,14 @@ SMALL = bool(os.environ.get("DUALJAX_NOTEBOOK_SMALL"))  # the test suite runs no
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dualjax import configs
+from dualjax.vjepa import config as vconfig
 from dualjax.vjepa import plots as vplots
 from dualjax.vjepa import train as vtrain
 
 out = Path(os.environ.get("DUALJAX_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="vjepa_nb_"))
 steps = 20 if SMALL else 150
-overrides = dict(num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
+overrides = dict(steps=steps, warmup_steps=steps // 10, num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
 if SMALL:
     overrides.update(log_every=5, probe_steps=50, num_train=256, num_heldout=128, probe_train_clips=256)
 
@@ -47,7 +49,9 @@ if SMALL:
 # %%
 runs = {}
 for teacher in ("sg", "ema"):
-    runs[teacher] = vtrain.quick_run(out / teacher, steps=steps, teacher=teacher, config="tiny", **overrides)
+    cfg = configs.override(vconfig.load("tiny"), dict(overrides, teacher=teacher)).validate()
+    records = vtrain.train(cfg, out / teacher, progress=False)
+    runs[teacher] = {"records": records, "summary": vtrain.summarize(records)}
     s = runs[teacher]["summary"]
     print(f"{teacher}: F {s['F_first']:.3f} -> {s['F_last']:.3f}, E min {s['E_min']:.3f} at step {s['E_argmin_step']}, "
           f"E last {s['E_last']:.3f}, probe {s['probe_top1']}")

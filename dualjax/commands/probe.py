@@ -18,24 +18,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax import configs
+    from dualjax.vjepa import probe, rundir
+    from dualjax.vjepa.step import build
 
     path = Path(args.ckpt)
-    run_dir = path if (path / "config.json").is_file() else path.parent.parent
+    run_dir = path if (path / rundir.CONFIG).is_file() else path.parent.parent
     try:
-        if not (run_dir / "config.json").is_file():
+        if not (run_dir / rundir.CONFIG).is_file():
             raise ValueError(f"{args.ckpt} is neither a run directory nor a checkpoint inside one")
-        cfg = config_lib.Config.from_json((run_dir / "config.json").read_text())
         overrides = list(args.overrides) + ([f"probe_encoder={args.encoder}"] if args.encoder else [])
-        cfg = config_lib.override(cfg, overrides).validate()
-        ckpt = path if path.name.isdigit() else train.latest_checkpoint(run_dir)
+        cfg = configs.override(rundir.read_config(run_dir), overrides).validate()
+        ckpt = path if path.name.isdigit() else rundir.latest_checkpoint(run_dir)
     except ValueError as err:
         print(f"dualjax probe: {err}", file=sys.stderr)
         return 2
-    setup = train.build(cfg)
-    state = train.restore_checkpoint(ckpt, setup)
-    res = train.probe(cfg, train.make_encode_fn(setup.model), train.probe_params(setup, state), train.probe_data(cfg))
+    setup = build(cfg)
+    state = rundir.restore_checkpoint(ckpt, setup)
+    res = probe.probe(cfg, probe.make_encode_fn(setup.model), probe.probe_params(setup, state), probe.probe_data(cfg))
     out = {"checkpoint": str(ckpt), "step": int(state.step), "encoder": cfg.probe_encoder,
            "probe_top1": res.top1, "probe_train_top1": res.train_top1}
     (run_dir / "probe.json").write_text(json.dumps(out, indent=1))

@@ -16,8 +16,11 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dualjax.vjepa.config import available
+
     parser.add_argument("--config", default=None,
-                        help="preset in experiments/vjepa (default tiny), a path to such a .py file, or 'default'")
+                        help=f"preset in dualjax/vjepa/presets ({', '.join(available())}; default tiny), "
+                             "'default' (the reference recipe), or a path to a .py file defining CONFIG")
     parser.add_argument("--teacher", choices=("sg", "ema", "plain"), default=None,
                         help="teacher rule (default: the config's)")
     parser.add_argument("--out", default=None, help="run directory (config.json, metrics.jsonl, checkpoints/)")
@@ -34,21 +37,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace):
+    from dualjax import configs
     from dualjax.vjepa import config as config_lib
+    from dualjax.vjepa import rundir
 
     if args.resume:
         if args.config or args.overrides or args.teacher or (args.out and Path(args.out) != Path(args.resume)):
             raise ValueError("--resume DIR continues with DIR/config.json; do not combine it with "
                              "--config, --set, --teacher or another --out")
-        path = Path(args.resume) / "config.json"
-        if not path.is_file():
-            raise ValueError(f"--resume {args.resume}: {path} does not exist")
-        return config_lib.Config.from_json(path.read_text()).validate(), Path(args.resume)
+        return rundir.read_config(args.resume), Path(args.resume)
     if not args.out:
         raise ValueError("either --out DIR (a new run) or --resume DIR is required")
     cfg = config_lib.load(args.config or "tiny")
     overrides = list(args.overrides) + ([f"teacher={args.teacher}"] if args.teacher else [])
-    return config_lib.override(cfg, overrides).validate(), Path(args.out)
+    return configs.override(cfg, overrides).validate(), Path(args.out)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"dualjax train: {err}", file=sys.stderr)
         return 2
-    from dualjax.vjepa import train
+    from dualjax.vjepa import rundir, train
 
     if info.num_processes > 1:
         print(f"dualjax train: process {info.process_id}/{info.num_processes} ({info.launcher}), "
@@ -72,6 +74,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"dualjax train: {err}", file=sys.stderr)
         return 2
     if info.process_id == 0:
-        records = train.read_metrics(out)  # the whole run, also when resumed
-        print(json.dumps(train.summarize(records), indent=1))
+        records = rundir.read_metrics(out)  # the whole run, also when resumed
+        print(json.dumps(rundir.summarize(records), indent=1))
     return 0

@@ -1,25 +1,28 @@
-"""Configuration of a V-JEPA run: one frozen dataclass, reference defaults, strict overrides.
+"""Configuration of a V-JEPA run: one frozen dataclass, reference defaults, named presets.
 
 The defaults are the reference V-JEPA pretraining recipe (DESIGN.md): ViT with tubelets
 2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
 generators, L1 loss on layer-normed teacher features, AdamW with warmup + cosine lr,
-cosine-increasing weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0. CPU-sized presets live
-in ``experiments/vjepa/NAME.py`` as a module-level ``CONFIG``.
+cosine-increasing weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0.
 
-Overrides are ``key=value`` strings; an unknown key raises a ValueError naming it and listing
-the valid ones, so a typo never silently trains the default.
+Presets are modules of the package, ``dualjax/vjepa/presets/NAME.py``, each with a module-level
+``CONFIG``: ``load("tiny")`` imports ``dualjax.vjepa.presets.tiny`` (so presets come with any
+install), ``load("my_run.py")`` reads a user's file of the same form, ``load("default")`` is the
+reference recipe. Overrides are :func:`dualjax.configs.override` (``key=value`` strings or a dict,
+typed from the fields); an unknown key raises a ValueError naming it and listing the valid ones,
+so a typo never silently trains the default.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import importlib
 import importlib.util
 import json
+import pkgutil
 from pathlib import Path
-from typing import Any
 
-from dualjax import checks
+from dualjax import checks, configs
 
 TEACHERS = ("sg", "ema", "plain")
 
@@ -90,7 +93,6 @@ class Config:
     fsdp_min_size: int = 2**14  # fsdp: leaves with fewer elements stay replicated
     compute_dtype: str = "float32"  # float32 | bfloat16 (parameters and optimizer stay float32)
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
-    debug_nan_step: int = -1  # >= 0: make the loss of that step NaN (tests the fault path)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -155,8 +157,6 @@ class Config:
         for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if isinstance(self.debug_nan_step, bool) or not isinstance(self.debug_nan_step, int):
-            raise ValueError(f"debug_nan_step must be an integer, got {self.debug_nan_step!r}")
         if self.warmup_steps >= self.steps and self.steps > 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be < steps={self.steps}")
         return self
@@ -166,96 +166,39 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> "Config":
-        raw = json.loads(text)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(fields)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        """The config of a ``config.json`` (strict: unknown keys and mistyped values are errors)."""
+        return configs.from_dict(cls, json.loads(text))
 
 
-def _parse_value(field: dataclasses.Field, text: str) -> Any:
-    default = field.default
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes"):
-            return True
-        if text.lower() in ("0", "false", "no"):
-            return False
-        raise ValueError(f"{field.name}={text!r} is not a boolean")
-    if isinstance(default, str):
-        return text
-    if field.type == "tuple[str, ...]":  # paths: a Python tuple literal, or comma separated
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = [p.strip() for p in text.split(",") if p.strip()]
-        value = (value,) if isinstance(value, str) else tuple(value)
-        if not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{field.name}={text!r} must be paths (strings)")
-        return value
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ValueError(f"{field.name}={text!r} cannot be parsed as {type(default).__name__}") from None
-    if isinstance(default, tuple):
-        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if field.type == "tuple[float, ...]":
-            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
-        return value
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    if type(value) is not type(default):
-        raise ValueError(f"{field.name}={text!r} must be of type {type(default).__name__}")
-    return value
-
-
-def override(cfg: Config, items: list[str] | dict[str, Any]) -> Config:
-    """``cfg`` with ``key=value`` overrides (strings, as from ``--set``) or a dict of values.
-
-    Unknown keys raise ``ValueError`` naming the key and listing the valid ones.
-    """
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    changes: dict[str, Any] = {}
-    pairs = items.items() if isinstance(items, dict) else []
-    if not isinstance(items, dict):
-        parsed = []
-        for item in items:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value")
-            key, text = item.split("=", 1)
-            parsed.append((key.strip(), text.strip()))
-        pairs = parsed
-    for key, value in pairs:
-        if key not in fields:
-            raise ValueError(f"unknown config key {key!r}; valid keys: {sorted(fields)}")
-        changes[key] = _parse_value(fields[key], value) if isinstance(value, str) else value
-    return dataclasses.replace(cfg, **changes)
-
-
-def experiments_dir() -> Path:
-    """``experiments/vjepa`` of the repository this package lives in."""
-    return Path(__file__).resolve().parents[2] / "experiments" / "vjepa"
+PRESETS = "dualjax.vjepa.presets"
 
 
 def available() -> list[str]:
-    d = experiments_dir()
-    return sorted(p.stem for p in d.glob("*.py") if not p.stem.startswith("_")) if d.is_dir() else []
+    """Names of the presets in ``dualjax/vjepa/presets``."""
+    from dualjax.vjepa import presets
+
+    return sorted(m.name for m in pkgutil.iter_modules(presets.__path__) if not m.name.startswith("_"))
 
 
 def load(name: str) -> Config:
-    """A config by preset name (``experiments/vjepa/NAME.py``), by path to such a file, or
-    ``default`` (the reference recipe). The file must define ``CONFIG: Config``."""
+    """A config by preset name (``dualjax/vjepa/presets/NAME.py``), by path to a ``.py`` file of
+    the same form, or ``default`` (the reference recipe). The module must define ``CONFIG: Config``."""
     if name == "default":
         return Config().validate()
-    path = Path(name)
-    if path.suffix != ".py":
-        path = experiments_dir() / f"{name}.py"
-    if not path.is_file():
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"_vjepa_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        where = str(path)
+    elif name in available():
+        module = importlib.import_module(f"{PRESETS}.{name}")
+        where = module.__name__
+    else:
         raise ValueError(f"unknown config {name!r}; choose one of {['default'] + available()} or a .py path")
-    spec = importlib.util.spec_from_file_location(f"_vjepa_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     cfg = getattr(module, "CONFIG", None)
     if not isinstance(cfg, Config):
-        raise ValueError(f"{path} must define CONFIG = dualjax.vjepa.config.Config(...)")
+        raise ValueError(f"{where} must define CONFIG = dualjax.vjepa.config.Config(...)")
     return cfg.validate()

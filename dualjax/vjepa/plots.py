@@ -59,8 +59,3 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, title: str = "") ->
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def plot_run(records: list[dict], path: str | Path, name: str = "run") -> Path:
-    """The three panels of one run."""
-    return plot_runs({name: records}, path)

@@ -6,12 +6,17 @@ with one learned query q, the encoder tokens z (B, N, D) held fixed, and softmax
 Trained with AdamW and a warmup + cosine learning rate; reported as top-1 on held-out clips.
 Features are extracted once (the encoder is frozen), so probing costs one encoder pass over the
 clips plus a small model.
+
+The second half probes a V-JEPA run: :func:`probe_data` renders the probe's clips once,
+:func:`probe_params` picks the encoder evaluated (teacher ξ or student θ), :func:`probe` returns
+its held-out top-1, and :func:`probe_schedule` lists the steps at which the trainer probes.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, NamedTuple
+import math
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +25,15 @@ import optax
 from flax import nnx
 
 from dualjax import checks
+from dualjax.typing import PyTree
+from dualjax.vjepa import config as config_lib
+from dualjax.vjepa import data as data_lib
 from dualjax.vjepa.vit import LN_EPS, MLP, Attention, _linear, _trunc
+
+if TYPE_CHECKING:  # annotations only: the step module does not need the probe
+    from dualjax.vjepa.model import VJEPA
+    from dualjax.vjepa.step import Setup, TrainState
+
 
 
 class AttentiveProbe(nnx.Module):
@@ -131,3 +144,57 @@ def train_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_
         return hits / len(z)
 
     return ProbeResult(accuracy(z_test, y_test), accuracy(z_train, y_train), float(loss))
+
+
+# --------------------------------------------------------------------------- probing a V-JEPA run
+
+class ProbeData(NamedTuple):
+    clips_train: np.ndarray
+    y_train: np.ndarray
+    clips_test: np.ndarray
+    y_test: np.ndarray
+
+
+def probe_data(cfg: config_lib.Config) -> ProbeData:
+    """Train / held-out clips for the probe, rendered once."""
+    limit = cfg.probe_train_clips or cfg.num_train
+
+    def take(split, n):
+        batches = list(data_lib.eval_batches(data_lib.make_source(cfg, split), 256, limit=n))
+        return (np.concatenate([b["clip"] for b in batches]), np.concatenate([b["label"] for b in batches]))
+
+    return ProbeData(*take("train", limit), *take("heldout", cfg.num_heldout))
+
+
+def make_encode_fn(model: VJEPA):
+    """Jitted frozen encoder on uint8 clips: (params, clips) -> tokens (B, N, D)."""
+    return jax.jit(lambda params, clip: model.encode(params, data_lib.normalize(clip)))
+
+
+def probe(cfg: config_lib.Config, encode_fn, params: PyTree, pdata: ProbeData, batch: int = 64):
+    """Attentive-probe top-1 (held-out) of the encoder with ``params``."""
+    fn = lambda clips: encode_fn(params, clips)  # noqa: E731
+    chunks = lambda clips, ys: ({"clip": clips[i:i + batch], "label": ys[i:i + batch]}  # noqa: E731
+                                for i in range(0, len(clips), batch))
+    z_tr, y_tr = extract_features(fn, chunks(pdata.clips_train, pdata.y_train))
+    z_te, y_te = extract_features(fn, chunks(pdata.clips_test, pdata.y_test))
+    heads = cfg.probe_heads or max(1, math.gcd(z_tr.shape[-1], 4))
+    return train_probe(z_tr, y_tr, z_te, y_te, num_classes=data_lib.NUM_CLASSES, steps=cfg.probe_steps,
+                       batch_size=cfg.probe_batch, lr=cfg.probe_lr, weight_decay=cfg.probe_weight_decay,
+                       heads=heads, seed=cfg.seed)
+
+
+def probe_params(setup: Setup, state: TrainState) -> PyTree:
+    """The encoder a probe evaluates: the teacher ξ (the reference evaluates its target encoder;
+    for SG and plain this is θ) or the student θ."""
+    if setup.cfg.probe_encoder == "student":
+        return state.theta
+    return setup.rule.teacher(state.theta, state.teacher)
+
+
+def probe_schedule(cfg: config_lib.Config) -> list[int]:
+    """Steps at which a probe runs: every ``probe_every`` steps, plus the first and the last."""
+    pts = {0, cfg.steps - 1}
+    if cfg.probe_every:
+        pts |= set(range(0, cfg.steps, cfg.probe_every))
+    return sorted(pts)

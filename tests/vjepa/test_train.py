@@ -9,8 +9,9 @@ import optax
 import pytest
 
 from dualjax import rules
-from dualjax.vjepa import data, train
-from dualjax.vjepa.config import override
+from dualjax.configs import override
+from dualjax.vjepa import data, optim, rundir, train
+from dualjax.vjepa.step import device_batch
 
 
 def _close(a, b, rtol=2e-4, atol=1e-6):
@@ -72,11 +73,11 @@ def test_ema_teacher_is_closed_form_average(ema_built):
 
 def test_optimizer_schedules_and_decay_mask(small_cfg):
     cfg = override(small_cfg, {"steps": 100, "warmup_steps": 10})
-    wd, lr = train.wd_schedule(cfg), train.lr_schedule(cfg)
+    wd, lr = optim.wd_schedule(cfg), optim.lr_schedule(cfg)
     np.testing.assert_allclose([wd(0), wd(50), wd(100)], [0.04, 0.22, 0.4], rtol=1e-5)
     np.testing.assert_allclose([lr(0), lr(10), lr(100)], [cfg.start_lr, cfg.lr, cfg.final_lr], rtol=1e-4)
     params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3), "tok": jnp.ones((2, 1, 1, 3))}
-    tx = train.make_optimizer(cfg)
+    tx = optim.make_optimizer(cfg)
     zero = jax.tree.map(jnp.zeros_like, params)
     upd, _ = tx.update(zero, tx.init(params), params)
     # zero gradient: Adam's part vanishes, only decoupled decay −lr·wd·p remains, and only on n-D params
@@ -127,7 +128,7 @@ def test_logged_F_E_and_increments_match_direct_computation(ema_run):
     state = s.init()
     batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
     for rec in records:
-        batch = train.device_batch(next(batches))
+        batch = device_batch(next(batches))
         xi = s.rule.teacher(state.theta, state.teacher)
         np.testing.assert_allclose(rec["F"], _direct_loss(s.model, state.theta, state.psi, xi, batch), rtol=1e-4)
         np.testing.assert_allclose(rec["E"], _direct_loss(s.model, state.theta, state.psi, state.theta, batch),
@@ -148,18 +149,18 @@ def test_logged_F_E_and_increments_match_direct_computation(ema_run):
 def test_checkpoint_round_trip_and_probe_cli(ema_run, capsys):
     built, out, _ = ema_run
     cfg, s = built.cfg, built.setup
-    ckpt = train.latest_checkpoint(out)
+    ckpt = rundir.latest_checkpoint(out)
     assert ckpt.name == str(cfg.steps)
-    state = train.restore_checkpoint(ckpt, s)
+    state = rundir.restore_checkpoint(ckpt, s)
     assert int(state.step) == cfg.steps and int(state.teacher.count) == cfg.steps
     # the restored state continues exactly like the one that was saved would: one more step is finite
     replay = s.init()
     batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
     for b in batches:
-        replay, _ = built.step(replay, train.device_batch(b))
-    _close(train.state_to_tree(state), train.state_to_tree(replay), rtol=1e-5, atol=1e-7)
-    tree = train.state_to_tree(s.init())
-    restored = train.state_to_tree(state)
+        replay, _ = built.step(replay, device_batch(b))
+    _close(rundir.state_to_tree(state), rundir.state_to_tree(replay), rtol=1e-5, atol=1e-7)
+    tree = rundir.state_to_tree(s.init())
+    restored = rundir.state_to_tree(state)
     assert jax.tree.structure(tree) == jax.tree.structure(restored)
 
     from dualjax.cli import main

@@ -6,11 +6,11 @@ see docs/vjepa.md), attentive probes on the evaluated encoder every 250 steps.""
 
 import dataclasses
 
-from dualjax.vjepa.config import load
+from dualjax.vjepa.presets.tiny import CONFIG as TINY
 
 # the tiny preset, trained 10x longer on 4x the clips, with probes along the way
 CONFIG = dataclasses.replace(
-    load("tiny"),
+    TINY,
     num_train=4096,
     steps=1500, warmup_steps=150,
     probe_every=250, probe_steps=1000, probe_train_clips=2048,

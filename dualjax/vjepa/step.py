@@ -1,0 +1,102 @@
+"""The V-JEPA train state and its pure step, built from a config.
+
+The train state is one pytree (:class:`TrainState`: θ, ψ, optimizer state, teacher state, step,
+rng) so it can be checkpointed and restored whole. ``train_step(state, batch) -> (state,
+metrics)`` follows :func:`dualjax.rules.make_step`: F and its gradient at step t with the teacher
+ξ = ``rule.teacher(θ, teacher_state)`` (θ with its gradient for plain, stop_gradient(θ) for SG,
+the EMA copy ξ_t for EMA), then the optimizer, then ``rule.advance`` on θ_{t+1}. E(θ_t, ψ_t) is a
+separate pure function (``Setup.energy``), evaluated by the loop on the batch of a logged step.
+
+Metrics of the step made at t (see docs/vjepa.md): ``F``; ``d_theta`` = ‖θ_{t+1} − θ_t‖,
+``d_psi``, ``d_xi``; ``grad_norm``, ``grad_norm_theta``, ``grad_norm_psi``, ``theta_norm``,
+``psi_norm``; ``lr``, ``wd``, ``momentum`` used by that update; and ``faults``, the
+:func:`dualjax.faults.fault_flags` mask of the step (loss, gradients, θ/ψ/ξ).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dualjax import faults, objectives, rules
+from dualjax.typing import PyTree
+from dualjax.vjepa import config as config_lib
+from dualjax.vjepa import masks as masks_lib
+from dualjax.vjepa import optim
+from dualjax.vjepa.model import VJEPA, make_objective
+
+
+class TrainState(NamedTuple):
+    """Everything a run carries from step to step, as one pytree."""
+
+    theta: PyTree
+    psi: PyTree
+    opt_state: optax.OptState
+    teacher: rules.TeacherState
+    step: jax.Array
+    rng: jax.Array
+
+
+class Setup(NamedTuple):
+    cfg: config_lib.Config
+    model: VJEPA
+    objective: objectives.Objective
+    rule: rules.TeacherRule
+    tx: optax.GradientTransformation
+    init: Callable[[], TrainState]
+    train_step: Callable[[TrainState, dict], tuple[TrainState, dict]]  # pure, not jitted
+    energy: Callable[[PyTree, PyTree, dict], jax.Array]  # pure E(θ, ψ, batch)
+    masks: masks_lib.MultiBlockMasks
+
+
+def _norm(tree: PyTree) -> jax.Array:
+    return optax.tree_utils.tree_norm(tree)
+
+
+def build(cfg: config_lib.Config) -> Setup:
+    """Models, objective, rule, optimizer and the pure ``train_step`` of a config."""
+    cfg.validate()
+    model = VJEPA(cfg)
+    objective = make_objective(model, cfg.loss, cfg.compute_dtype)
+    rule = optim.make_rule(cfg)
+    tx = optim.make_optimizer(cfg)
+    lr, wd, momentum = optim.lr_schedule(cfg), optim.wd_schedule(cfg), optim.momentum_schedule(cfg)
+    grad_fn = rules.loss_and_grads(rule, objective.F)
+
+    def init() -> TrainState:
+        theta, psi = model.init()
+        return TrainState(theta, psi, tx.init((theta, psi)), rule.init(theta), jnp.zeros((), jnp.int32),
+                          jax.random.PRNGKey(cfg.seed))
+
+    def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+        # the order of rules.make_step: F and ∇ at step t, optimizer, then the teacher sees θ_{t+1}
+        value, (g_theta, g_psi) = grad_fn(state.theta, state.psi, state.teacher, batch)
+        moved, increments = rules.apply_update(
+            rule, tx, rules.StepState(state.theta, state.psi, state.opt_state, state.teacher), (g_theta, g_psi))
+        theta, psi, opt_state, teacher = moved
+        metrics = {
+            "F": value,
+            **increments,
+            "grad_norm": _norm((g_theta, g_psi)),
+            "grad_norm_theta": _norm(g_theta),
+            "grad_norm_psi": _norm(g_psi),
+            "theta_norm": _norm(theta),
+            "psi_norm": _norm(psi),
+            "lr": lr(state.step),
+            "wd": wd(state.step),
+            "momentum": momentum(state.teacher.count) if rule.name == "ema" else jnp.zeros(()),
+            # every step, on device, read by the loop one step late
+            "faults": faults.fault_flags(value, (g_theta, g_psi), (theta, psi, teacher.xi)),
+        }
+        rng, _ = jax.random.split(state.rng)
+        return TrainState(theta, psi, opt_state, teacher, state.step + 1, rng), metrics
+
+    return Setup(cfg, model, objective, rule, tx, init, train_step, objective.E, masks_lib.from_config(cfg))
+
+
+def device_batch(batch: dict) -> dict:
+    """The part of a pipeline batch that the step needs (labels stay on the host)."""
+    return {"clip": batch["clip"], "masks": tuple(tuple(m) for m in batch["masks"])}
