@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from dualjax import checks
-from dualjax.rules.base import TeacherRule, TeacherState
+from dualjax.rules.base import Schedule, TeacherRule, TeacherState
 from dualjax.rules.builtin import (
     copy_init,
     count_only_advance,
@@ -55,16 +55,19 @@ def _check_psi(psi) -> None:
 
 
 @memoized
-def directpred(eps: float = 0.1, freq: int = 1, beta: float = 0.3, momentum: float | None = None) -> TeacherRule:
+def directpred(eps: float = 0.1, freq: int = 1, beta: float = 0.3,
+               momentum: float | Schedule | None = None) -> TeacherRule:
     """The DirectPred rule (module doc): ``eps`` ε, ``freq`` steps between predictor updates,
-    ``beta`` β of the feature-correlation average, ``momentum`` None (SG teacher) or the EMA α."""
+    ``beta`` β of the feature-correlation average, ``momentum`` None (SG teacher) or the EMA's
+    α (a constant or a schedule α(t))."""
     eps = float(eps)
     if not np.isfinite(eps):
         raise ValueError(f"eps must be finite, got {eps}")
     checks.check_positive_int(freq, "freq")
     beta = checks.check_alpha(beta, "beta")
     ema = momentum is not None
-    schedule = optax.constant_schedule(checks.check_alpha(momentum, "momentum")) if ema else None
+    schedule = (momentum if callable(momentum) else optax.constant_schedule(checks.check_alpha(momentum, "momentum"))
+                if ema else None)
     base_init, teacher, base_advance = ((copy_init, held_copy, ema_update(schedule)) if ema else
                                         (count_only_init, lambda theta, state: jax.lax.stop_gradient(theta),
                                          count_only_advance))
