@@ -113,7 +113,7 @@ def test_nonlinear_directpred_avoids_the_collapse_of_plain_gradient_descent():
         spread, E_end = {}, {}
         for rule in (rules.plain(), rules.directpred()):
             init, step = rules.make_step(obj.F, rule, optax.sgd(0.5), features=obj.features)
-            final, snaps = jax.jit(lambda s: dynamics.trajectory(step, s, batch_fn, num_steps=1200, every=400, E=obj.E,
+            final, snaps = jax.jit(lambda s: dynamics.trajectory(step, s, batch_fn, num_steps=800, every=400, E=obj.E,
                                                                  key=jax.random.PRNGKey(1)))(init(theta, psi))
             spread[rule.name], E_end[rule.name] = _spread(final.theta, held_out), float(snaps["E"][-1])
         assert spread["plain"] < 0.01 and E_end["plain"] < 1e-3  # collapsed: one direction, E = 0

@@ -65,7 +65,7 @@ def test_spectrum_at_a_trained_nonlinear_model_counts_the_orbit_zeros():
         theta = {"W1": jax.random.normal(k[2], (d, h)) / 2, "b1": jnp.zeros(h),
                  "W2": jax.random.normal(k[3], (h, n)) / 2, "b2": jnp.zeros(n)}
         obj = objectives.siamese(_encode, lambda P, z: z @ P.T, lam=0.02)
-        init, step = rules.make_step(obj.F, rules.sg(), optax.sgd(0.2))
+        init, step = rules.make_step(obj.F, rules.sg(), optax.sgd(1.0))
         run = jax.jit(lambda s: dynamics.run_discrete(step, s, batch, E=obj.E, max_steps=60_000, tol=1e-10))(
             init(theta, jnp.eye(n)))
         assert dynamics.STATUS[int(run.status)] == "converged"

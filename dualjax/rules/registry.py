@@ -1,7 +1,8 @@
 """Rules by name: the one list of names (CLI flags, the V-JEPA config, docs all read it here).
 
 ``register(name, factory)`` adds a rule factory (a function of keyword options returning a
-:class:`~dualjax.rules.base.TeacherRule`); ``get(name, **options)`` builds one;
+:class:`~dualjax.rules.base.TeacherRule`); ``get(name, **options)`` builds one (the same object
+for the same hashable options, so compiled programs keyed on the rule are reused);
 ``names()`` lists them in registration order. The built-ins (``plain``, ``sg``, ``ema`` with
 ``momentum``, ``directpred`` with ``eps``, ``freq``, ``beta``, ``momentum``) are registered when
 :mod:`dualjax.rules` is imported. Everything past the command line takes rule *objects*; a
@@ -14,6 +15,7 @@ import inspect
 from typing import Callable
 
 from dualjax.rules.base import TeacherRule
+from dualjax.rules.builtin import memoized
 
 Factory = Callable[..., TeacherRule]
 _FACTORIES: dict[str, Factory] = {}
@@ -28,7 +30,7 @@ def register(name: str, factory: Factory, *, replace: bool = False) -> Factory:
         raise ValueError(f"the factory of rule {name!r} must be callable, got {factory!r}")
     if name in _FACTORIES and not replace:
         raise ValueError(f"rule {name!r} is already registered; pass replace=True to replace it")
-    _FACTORIES[name] = factory
+    _FACTORIES[name] = memoized(factory)
     return factory
 
 
