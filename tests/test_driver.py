@@ -52,7 +52,6 @@ def _linear(rule, eta=0.05, scale=0.5, lam=0.05):
     (rules.sg(), 0.3, 0.5, 0.05, 3000, "converged"),  # ~1,100 steps
     (rules.ema(0.9), 0.3, 0.5, 0.05, 3000, "converged"),  # F rises
     (rules.plain(), 0.3, 0.5, 0.2, 3000, "converged"),  # collapse
-    (rules.plain(), 0.05, 0.5, 0.05, 200, "budget"),
     (rules.sg(), 3.0, 3.0, 0.05, 500, "diverged"),
 ])
 def test_driver_equals_a_python_loop_of_make_step(rule, eta, scale, lam, max_steps, status):
@@ -83,21 +82,21 @@ def test_driver_with_a_data_stream_and_snapshots_of_one_point():
         key = jax.random.PRNGKey(3)
         A0, B0 = model.init_params(jax.random.PRNGKey(4), 3, 2)
         init, step = rules.make_step(obj.F, rule, optax.sgd(0.05))
-        res = jax.jit(lambda s: dynamics.run_discrete(step, s, batch_fn, E=obj.E, F=obj.F, rule=rule, max_steps=60,
+        res = jax.jit(lambda s: dynamics.run_discrete(step, s, batch_fn, E=obj.E, F=obj.F, rule=rule, max_steps=30,
                                                       tol=1e-12, key=key))(init(A0, B0))
         batch_at = jax.jit(lambda t: batch_fn(key, t))
         ref, t, status, e_up, f_up = _python_loop(jax.jit(step), init(A0, B0), batch_at, E=obj.E, F=obj.F, rule=rule,
-                                                  max_steps=60, tol=1e-12)
-        assert (int(res.steps), dynamics.STATUS[int(res.status)]) == (t, status) == (60, "budget")
+                                                  max_steps=30, tol=1e-12)
+        assert (int(res.steps), dynamics.STATUS[int(res.status)]) == (t, status) == (30, "budget")
         assert (bool(res.E_increased), bool(res.F_increased)) == (e_up, f_up)
         np.testing.assert_allclose(res.state.theta, ref.theta, rtol=1e-12)
-        _, snaps = jax.jit(lambda s: dynamics.trajectory(step, s, batch_fn, num_steps=60, every=20, E=obj.E, F=obj.F,
+        _, snaps = jax.jit(lambda s: dynamics.trajectory(step, s, batch_fn, num_steps=30, every=10, E=obj.E, F=obj.F,
                                                          rule=rule, key=key))(init(A0, B0))
         s = init(A0, B0)
-        for t in range(60):
+        for t in range(30):
             s, _ = jax.jit(step)(s, batch_at(t))
-            if (t + 1) % 20 == 0:
-                i, batch = (t + 1) // 20 - 1, batch_at(t + 1)
+            if (t + 1) % 10 == 0:
+                i, batch = (t + 1) // 10 - 1, batch_at(t + 1)
                 np.testing.assert_allclose(snaps["theta"][i], s.theta, rtol=1e-12)
                 np.testing.assert_allclose(snaps["E"][i], obj.E(s.theta, s.psi, batch), rtol=1e-12)
                 np.testing.assert_allclose(snaps["F"][i], obj.F(s.theta, s.psi, s.teacher.xi, batch), rtol=1e-12)
@@ -111,7 +110,7 @@ CFG = mc.Config(n=2, eta=0.1, init_scale=0.5, max_steps=6000, lam_range=(0.05, 0
 
 @pytest.mark.parametrize("rule", [rules.sg(), rules.ema(0.9)])
 def test_driver_agrees_with_the_accelerated_monte_carlo_engines(rule):
-    trials = jax.vmap(lambda i: mc.sample_trial(jax.random.PRNGKey(6), i, CFG))(jnp.arange(300))
+    trials = jax.vmap(lambda i: mc.sample_trial(jax.random.PRNGKey(6), i, CFG))(jnp.arange(200))
     with jax.enable_x64(True):
         def one(t):  # the driver through the public linear API, vmapped over trials
             mom = model.make_moments(t.rho, t.tau, t.tau**2 / t.rho)
@@ -129,4 +128,4 @@ def test_driver_agrees_with_the_accelerated_monte_carlo_engines(rule):
         assert (closed["outcome"] == autodiff["outcome"]).mean() >= 0.99, engine
         assert np.mean(np.abs(closed["steps"] - autodiff["steps"]) <= 2) >= 0.99, engine
     counts = np.bincount(autodiff["outcome"], minlength=len(mc.OUTCOMES))
-    assert counts[mc.OUTER] > 50 and counts[mc.ORIGIN] > 20  # both basins exercised
+    assert counts[mc.OUTER] > 30 and counts[mc.ORIGIN] > 15  # both basins exercised

@@ -16,10 +16,15 @@ MOM = model.Moments(np.array([[1.0, 0.3], [0.3, 0.8]]), np.array([[0.9, 0.2], [-
 LAM = 0.05
 
 
-@pytest.mark.parametrize("rule, k", [(rules.sg(), None), (rules.ema(), 0.4)])
-def test_spectrum_at_an_m2_equilibrium_is_the_stability_analysis(rule, k):
+@pytest.fixture(scope="module")
+def enum():
     with jax.enable_x64(True):
-        enum = equilibria.enumerate_equilibria(MOM, LAM, n=3, starts=16)
+        return equilibria.enumerate_equilibria(MOM, LAM, n=3, starts=16)
+
+
+@pytest.mark.parametrize("rule, k", [(rules.sg(), None), (rules.ema(), 0.4)])
+def test_spectrum_at_an_m2_equilibrium_is_the_stability_analysis(enum, rule, k):
+    with jax.enable_x64(True):
         for e in enum.equilibria:
             A, B = equilibria.equilibrium_point(e.S, MOM, LAM, 3)
             tangent = orbits.orbit_tangent(A, B, A if rule.carries_teacher else None)
