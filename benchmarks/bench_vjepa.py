@@ -83,6 +83,8 @@ def bench_one(model: str, args) -> dict:
 
 
 def main(argv=None) -> int:
+    from dualjax import rules
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="tiny,small")
     p.add_argument("--frames", type=int, default=16)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--teacher", default="ema", choices=("sg", "ema", "plain"))
+    p.add_argument("--teacher", default="ema", choices=rules.names())
     p.add_argument("--pred-width", type=int, default=384)
     p.add_argument("--pred-depth", type=int, default=12)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (e.g. 989 for H100 bf16)")

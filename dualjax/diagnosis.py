@@ -24,7 +24,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks, collapse
+from dualjax import checks, collapse, rules
 
 DROP = 0.25  # a logged step whose teacher rank is < (1 − DROP) × the previous one is a "rank drop"
 VARYING_FLOOR = 0.01  # features whose varying energy is < 1 % of the total sit at one point
@@ -78,7 +78,8 @@ def rank_drops(records: Sequence[dict], drop: float = DROP) -> list[dict]:
 def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: collapse.Rule = collapse.Rule()) -> dict:
     """Verdict on a run from its records: ``verdict`` (collapsed | collapsed, then recovered |
     partial rank drop | no collapse | no collapse metrics), the facts behind it and ``lines``, the
-    text shown by ``dualjax diagnose``. ``teacher`` (sg | ema | plain) words the remark on E."""
+    text shown by ``dualjax diagnose``. ``teacher`` (a registered rule's name) words the remarks on
+    E and on the teacher's lag, from the rule's properties."""
     if not records:
         raise ValueError("the run has no records (empty metrics.jsonl)")
     ref = collapse.reference(records)
@@ -122,12 +123,18 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
         if s_first and last.get("rank_student") is not None and last["rank_student"] < 0.5 * s_first and not why_last:
             lines.append(f"  note: the student's rank fell to {100 * last['rank_student'] / s_first:.0f} % of its first "
                          f"value ({s_first:.1f} -> {last['rank_student']:.1f})"
-                         + ("; the EMA teacher follows it with a lag" if teacher == "ema" else ""))
+                         + ("; the teacher copy follows it with a lag" if _rule(teacher) and _rule(teacher).carries_teacher
+                            else ""))
         for d in out["rank_drops"][:8]:
             lines.append(f"  rank drop: step {d['from_step']} -> {d['step']}: teacher rank {d['from']:.1f} -> {d['to']:.1f}")
     lines.extend(_energy_lines(records, teacher, out))
     out["lines"] = lines
     return out
+
+
+def _rule(teacher: str | None) -> rules.TeacherRule | None:
+    """The registered rule of that name with its default options (None: unknown or not given)."""
+    return rules.get(teacher) if teacher in rules.names() else None
 
 
 def _energy_lines(records, teacher, out) -> list[str]:
@@ -138,11 +145,13 @@ def _energy_lines(records, teacher, out) -> list[str]:
     out.update(E_first=float(E[0]), E_min=float(E[k]), E_min_step=int(steps[k]), E_last=float(E[-1]))
     lines = [f"E: {E[0]:.4g} -> min {E[k]:.4g} at step {steps[k]} -> {E[-1]:.4g} at step {steps[-1]}"]
     rose = E[-1] > E[k] + 0.05 * abs(E[k]) and k < len(E) - 1
-    if rose and teacher in ("sg", "ema"):
+    rule = _rule(teacher)
+    descends_E = rule is not None and rules.passes_gradient(rule)
+    if rose and rule is not None and not descends_E:
         lines.append(f"  E rose {100 * (E[-1] - E[k]) / abs(E[k]):.0f} % after its minimum: expected under "
                      f"{teacher.upper()}, which does not minimize E (Prop 3.1): not by itself collapse, the ranks say that")
-    elif teacher == "plain" and out.get("verdict", "").startswith("collapsed"):
-        lines.append("  plain descends E itself and reaches low E by collapsing (Lemma 4.3 in the linear model)")
+    elif descends_E and out.get("verdict", "").startswith("collapsed"):
+        lines.append(f"  {teacher} descends E itself and reaches low E by collapsing (Lemma 4.3 in the linear model)")
     _, dth = _series(records, "d_theta")
     _, lr = _series(records, "lr")
     if len(dth) == len(lr) and len(dth) >= 4:

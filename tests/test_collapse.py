@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks, collapse, diagnosis
+from dualjax import checks, collapse, diagnosis, rules
 from dualjax.cli import main
 
 
@@ -105,16 +105,16 @@ def test_linear_trials_ending_on_a_rank_r_equilibrium_report_rank_r():
     A, B = eq.equilibrium_point(S1, mom, lam, n)  # U = first unit vector: the other rows stay exactly 0
     dA, dB = np.zeros_like(A), np.zeros_like(B)
     dA[0], dB[0, 0] = [0.05, -0.03], 0.05
-    for rule in ("sg", "ema"):
+    for rule in (rules.sg(), rules.ema()):
         run = simulate(rule, A + dA, B + dB, mom, lam, eta=0.05, max_steps=100_000, tol=1e-12)
         assert run.converged
         assert int(collapse.numerical_rank(jnp.asarray(run.A))) == 1
         np.testing.assert_allclose(run.A.T @ run.A, S1, atol=1e-8)  # the same rank-1 equilibrium
     A0, B0 = model.init_params(jax.random.PRNGKey(0), n, 2, scale=0.5)
-    full = simulate("sg", A0, B0, mom, lam, eta=0.05, max_steps=100_000, tol=1e-12)
+    full = simulate(rules.sg(), A0, B0, mom, lam, eta=0.05, max_steps=100_000, tol=1e-12)
     assert full.converged and int(collapse.numerical_rank(jnp.asarray(full.A))) == 2
     assert np.linalg.norm(eq.equilibrium_residual(full.A.T @ full.A, rho, tau, lam)) < 1e-8
-    plain = simulate("plain", A0, B0, mom, lam, eta=0.05, max_steps=100_000, tol=1e-12)
+    plain = simulate(rules.plain(), A0, B0, mom, lam, eta=0.05, max_steps=100_000, tol=1e-12)
     assert int(collapse.numerical_rank(jnp.asarray(plain.A))) == 0
     assert float(collapse.effective_rank(jnp.asarray(plain.A))) < 1.5  # rank-0 up to rounding
 

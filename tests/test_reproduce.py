@@ -140,7 +140,8 @@ def _study(sg_outer, ema_outer, inner=0, not_converged=0):
         return {"fractions": frac, "fractions_given_delta_nonneg": frac, "delta_nonneg": {"fraction": 0.477},
                 "e_increased": {"fraction": 0.3, "count": 300}}
 
-    return {"config": {"n": 2, "eta": 0.05, "alpha": 0.99, "init_scale": 1.0}, "delta_nonneg_exact": 0.4767,
+    return {"config": {"n": 2, "eta": 0.05, "init_scale": 1.0}, "delta_nonneg_exact": 0.4767,
+            "rule_settings": {"sg": {"ema_alpha": 0.0}, "ema": {"ema_alpha": 0.99}},
             "rules": {"sg": rule(sg_outer), "ema": rule(ema_outer)}, "figures": {"a": "a.png"}}
 
 

@@ -26,7 +26,7 @@ def run(args) -> int:
     import jax.numpy as jnp
     import numpy as np
 
-    from dualjax import checks, integrability
+    from dualjax import checks, integrability, rules
     from dualjax.linear import model
 
     checks.check_positive_int(args.probes, "probes")
@@ -53,13 +53,14 @@ def run(args) -> int:
             batch = mom
             label = f"linear n={n}, m={m} (moments)"
         rows, out = [], {}
-        for rule in ("sg", "ema", "plain"):
-            zz = (z[0], z[1], jax.tree_util.tree_map(lambda a: a + 0.1, z[0])) if rule == "ema" else z
-            ex = integrability.exact_asymmetry(F, zz, batch, rule=rule, k=args.k)
-            pr = integrability.probe_asymmetry(integrability.sg_field_at(F, batch, rule, args.k), zz,
+        for rule in (rules.sg(), rules.ema(), rules.plain()):
+            zz = (z[0], z[1], jax.tree_util.tree_map(lambda a: a + 0.1, z[0])) if rule.carries_teacher else z
+            k = args.k if rule.carries_teacher else None
+            ex = integrability.exact_asymmetry(F, zz, batch, rule=rule, k=k)
+            pr = integrability.probe_asymmetry(integrability.field_at(F, batch, rule, k), zz,
                                                jax.random.fold_in(key, 7), num_probes=args.probes)
-            out[rule] = {"exact": ex, "probe": {k: v for k, v in pr.items() if k != "bilinear"}}
-            rows.append([rule, ex["params"], ex["asymmetry"], pr["asymmetry"], pr["asymmetry_se"],
+            out[rule.name] = {"exact": ex, "probe": {k: v for k, v in pr.items() if k != "bilinear"}}
+            rows.append([rule.name, ex["params"], ex["asymmetry"], pr["asymmetry"], pr["asymmetry_se"],
                          pr["bilinear_relative_median"]])
     if args.json:
         print(outputs.dumps_strict({"model": label, "lam": lam, "results": out}, indent=2))

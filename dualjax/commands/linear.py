@@ -1,4 +1,5 @@
-"""``dualjax linear``: SG, EMA and plain dynamics of the linear model from one initial point.
+"""``dualjax linear``: SG, EMA and plain (or any registered rules') dynamics of the linear model
+from one initial point.
 
 Argument parsing only; the work is :func:`dualjax.linear.example.run_example`, which checks every
 input and the output folder first, then writes ``OUT/linear_dynamics.png`` (‖A_t‖ and E(θ_t, ψ_t)
@@ -18,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lam", type=float, default=0.05, help="weight decay λ > 0 (default 0.05)")
     parser.add_argument("--n", type=int, default=4, help="embedding dimension n > m (default 4)")
     parser.add_argument("--eta", type=float, default=0.05, help="step size η > 0 (default 0.05)")
-    parser.add_argument("--alpha", type=float, default=0.99, help="EMA momentum α ∈ [0, 1] (default 0.99)")
+    parser.add_argument("--rules", default="plain,sg,ema", help="comma-separated registered rules (default plain,sg,ema)")
+    parser.add_argument("--alpha", type=float, default=0.99,
+                        help="EMA momentum α ∈ [0, 1] for rules with a momentum option (default 0.99)")
     parser.add_argument("--init-scale", type=float, default=0.15, help="init scale s > 0 (default 0.15)")
     parser.add_argument("--steps", type=int, default=20_000, help="step budget ≥ 1 (default 20000)")
     parser.add_argument("--seed", type=int, default=0)
@@ -29,13 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dualjax import outputs
+    from dualjax import outputs, rules
     from dualjax.commands._theory import parse_matrix
     from dualjax.linear.example import SUMMARY, run_example
 
-    summary = run_example(parse_matrix(args.rho, "rho"), parse_matrix(args.tau, "tau"), args.lam, n=args.n,
-                          eta=args.eta, alpha=args.alpha, init_scale=args.init_scale, steps=args.steps,
-                          seed=args.seed, out=args.out, overwrite=args.overwrite)
+    rules_ = [rules.resolve(name.strip(), momentum=args.alpha) for name in args.rules.split(",") if name.strip()]
+    if not rules_:
+        raise ValueError(f"--rules {args.rules!r} names no rule; choose from {list(rules.names())}")
+    summary = run_example(parse_matrix(args.rho, "rho"), parse_matrix(args.tau, "tau"), args.lam, rules_=rules_,
+                          n=args.n, eta=args.eta, init_scale=args.init_scale, steps=args.steps, seed=args.seed,
+                          out=args.out, overwrite=args.overwrite)
     if args.json:
         print(outputs.dumps_strict(summary))
     else:

@@ -17,16 +17,19 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dualjax import configs
+    from dualjax import configs, rules
     from dualjax.linear.montecarlo import Config
 
     parser.add_argument("--trials", type=int, default=10_000, help="trials per rule (default 10000)")
-    parser.add_argument("--rules", default="sg,ema", help="comma-separated subset of sg,ema")
+    parser.add_argument("--rules", default="sg,ema",
+                        help=f"comma-separated registered rules (default sg,ema; registered: {','.join(rules.names())})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output folder (empty, or --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace summary.json, trials.csv and the PNGs in a non-empty --out")
     configs.add_flags(parser.add_argument_group("study settings (dualjax.linear.montecarlo.Config)"), Config)
+    parser.add_argument("--alpha", type=float, default=0.99,
+                        help="EMA momentum α ∈ [0, 1] of the rules with a momentum option (default 0.99)")
     parser.add_argument("--chunk", type=int, default=2048, help="trial slots per device (bounds memory)")
     parser.add_argument("--devices", type=int, default=None, help="number of devices of the mesh (default all)")
     parser.add_argument("--threads", type=int, default=None,
@@ -41,21 +44,21 @@ def run(args: argparse.Namespace) -> int:
     import jax
 
     from dualjax import checks, configs, outputs
+    from dualjax import rules as rules_lib
     from dualjax.linear import montecarlo as mc
 
     checks.check_positive_int(args.trials, "trials")
-    rules = [r.strip() for r in args.rules.split(",") if r.strip()]
+    rules = [rules_lib.resolve(r.strip(), momentum=args.alpha) for r in args.rules.split(",") if r.strip()]
     if not rules:
-        raise ValueError(f"--rules {args.rules!r} names no rule; choose from {list(mc.STUDY_RULES)}")
-    for rule in rules:
-        mc.check_rule(rule)
+        raise ValueError(f"--rules {args.rules!r} names no rule; choose from {list(rules_lib.names())}")
     cfg = mc.check_config(configs.from_flags(args, mc.Config()))
     outputs.check(args.out, overwrite=args.overwrite)
     t0 = time.perf_counter()
     results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
                        devices=args.devices, threads=args.threads, progress=True)
     elapsed = time.perf_counter() - t0
-    summ = mc.write_study(args.out, results, cfg, args.seed, figures=not args.no_figures, overwrite=args.overwrite,
+    summ = mc.write_study(args.out, results, cfg, args.seed, rules_=rules, figures=not args.no_figures,
+                          overwrite=args.overwrite,
                           study_seconds=elapsed, devices=args.devices or len(jax.devices()),
                           platform=jax.devices()[0].platform)
     brief = {rule: {name: round(s["fractions"][name]["fraction"], 4) for name in ("outer", "origin", "diverged")}

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import jax
 
-    from dualjax import checks
+    from dualjax import checks, rules
     from dualjax.linear import equilibria, stability
 
     mom, lam, n = _theory.load_data(args)
@@ -38,8 +38,8 @@ def run(args) -> int:
         enum = equilibria.enumerate_equilibria(mom, lam, n=n, method=args.method, seed=args.seed)
         results = []
         for e in enum.equilibria:
-            sg = stability.analyze(e.S, mom, lam, n, rule="sg", method=args.jacobian)
-            ema = stability.analyze(e.S, mom, lam, n, rule="ema", k=args.k, method=args.jacobian)
+            sg = stability.analyze(e.S, mom, lam, n, rule=rules.sg(), method=args.jacobian)
+            ema = stability.analyze(e.S, mom, lam, n, rule=rules.ema(), k=args.k, method=args.jacobian)
             ema_eta = (stability.ema_eta_max(e.S, mom, lam, n, args.alpha, eta_hi=min(sg.eta_max, 1e3) * 4)
                        if args.alpha is not None and sg.kind == stability.STABLE else None)
             results.append((e, sg, ema, ema_eta))

@@ -1,4 +1,4 @@
-"""``dualjax train --config tiny --teacher sg|ema|plain --out DIR [--set key=value ...]``,
+"""``dualjax train --config tiny --teacher sg|ema|plain|NAME --out DIR [--set key=value ...]``,
 ``dualjax train --resume DIR`` (continue a run from its last complete checkpoint, same config).
 ``--stop-on-collapse`` (config field ``stop_on_collapse``) ends the run at the first step the
 collapse monitor flags (docs/collapse.md); without it the flag is only logged.
@@ -22,8 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None,
                         help=f"preset in dualjax/vjepa/presets ({', '.join(available())}; default tiny), "
                              "'default' (the reference recipe), or a path to a .py file defining CONFIG")
-    parser.add_argument("--teacher", choices=("sg", "ema", "plain"), default=None,
-                        help="teacher rule (default: the config's)")
+    from dualjax import rules
+
+    parser.add_argument("--teacher", choices=rules.names(), default=None,
+                        help="teacher rule, any registered one (default: the config's)")
     parser.add_argument("--out", default=None,
                         help="run directory (config.json, metrics.jsonl, checkpoints/); empty, or --overwrite")
     parser.add_argument("--resume", default=None, metavar="DIR",

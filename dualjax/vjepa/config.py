@@ -29,8 +29,6 @@ from pathlib import Path
 from dualjax import configs
 from dualjax.vjepa import masks
 
-TEACHERS = ("sg", "ema", "plain")
-
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -65,7 +63,7 @@ class Config:
     mask_scales: tuple[float, ...] = (0.15, 0.7)
     mask_aspect: tuple[float, float] = (0.75, 1.5)
     # ---- objective and rule
-    teacher: str = "ema"
+    teacher: str = "ema"  # a registered rule (dualjax.rules.names()), resolved by optim.make_rule
     loss: str = "l1"  # l1 | half_squared (dualjax.objectives)
     momentum_start: float = 0.998
     momentum_end: float = 1.0
@@ -124,6 +122,9 @@ class Config:
         (:data:`FIELD_CHECKS`, one entry per field), then the relations between fields."""
         for f in dataclasses.fields(self):
             FIELD_CHECKS[f.name](getattr(self, f.name), f.name)
+        from dualjax.vjepa.optim import make_rule  # local: optim imports this module
+
+        make_rule(self)  # the teacher is a registered rule the trainer can run (ValueError naming it)
         if self.dataset == "video" and not self.train_lists:
             raise ValueError("dataset='video' needs train_lists=(LIST, ...)")
         if self.dataset != "video" and (self.train_lists or self.heldout_lists or self.list_weights):
@@ -169,6 +170,13 @@ def _one_of(*options):
         if value not in choices:
             raise ValueError(f"{name}={value!r}; choose one of {list(choices)}")
     return check
+
+
+def _rule_name(value, name):
+    from dualjax import rules  # local: looked up at check time, so rules registered later count
+
+    if value not in rules.names():
+        raise ValueError(f"{name}={value!r}: unknown rule {value!r}; registered rules: {', '.join(rules.names())}")
 
 
 def _int(lo: int):
@@ -230,7 +238,7 @@ FIELD_CHECKS = {
     "tubelet": _POS, "patch": _POS, "pred_width": _POS, "pred_depth": _POS, "pred_heads": _NONNEG,
     "mask_blocks": _each(_POS), "mask_scales": _each(_real(0, 1, open_lo=True, open_hi=True)),
     "mask_aspect": _aspect,
-    "teacher": _one_of(*TEACHERS), "loss": _one_of("l1", "half_squared"),
+    "teacher": _rule_name, "loss": _one_of("l1", "half_squared"),
     "momentum_start": _UNIT, "momentum_end": _UNIT,
     "steps": _POS, "batch_size": _POS, "lr": _RATE, "start_lr": _real(0), "final_lr": _real(0),
     "warmup_steps": _NONNEG, "weight_decay": _real(0), "final_weight_decay": _real(0),

@@ -134,5 +134,21 @@ def make_optimizer(cfg: config_lib.Config) -> optax.GradientTransformation:
 
 
 def make_rule(cfg: config_lib.Config) -> rules.TeacherRule:
-    """The config's teacher rule (:func:`dualjax.rules.get_rule`), EMA with :func:`momentum_schedule`."""
-    return rules.get_rule(cfg.teacher, momentum_schedule(cfg))
+    """The config's teacher rule, resolved once through the registry (:func:`dualjax.rules.resolve`:
+    a rule with a ``momentum`` option, e.g. EMA, gets :func:`momentum_schedule`).
+
+    A rule that sets the predictor from the batch's features (``predictor`` / ``needs_features``,
+    e.g. DirectPred) is refused: it needs a *linear* predictor ψ (an n×n map of an embedding), but
+    the V-JEPA predictor is a transformer fed mask tokens at the target positions — a linear map of
+    the context tokens' features cannot produce predictions at masked positions.
+    """
+    try:
+        rule = rules.resolve(cfg.teacher, momentum=momentum_schedule(cfg))
+    except ValueError as err:
+        raise ValueError(f"teacher={cfg.teacher!r}: {err}") from None
+    if rule.predictor is not None or rule.needs_features:
+        raise ValueError(
+            f"teacher={cfg.teacher!r} sets the predictor from the feature correlation (a linear predictor); "
+            "the V-JEPA predictor is a transformer fed mask tokens at the target positions, which a linear map "
+            "of context features cannot replace (docs/vjepa.md); use it on a siamese model (docs/recipes.md)")
+    return rule

@@ -4,7 +4,8 @@ The train state is one pytree (:class:`TrainState`: θ, ψ, optimizer state, tea
 rng) so it can be checkpointed and restored whole. ``train_step(state, batch) -> (state,
 metrics)`` follows :func:`dualjax.rules.make_step`: F and its gradient at step t with the teacher
 ξ = ``rule.teacher(θ, teacher_state)`` (θ with its gradient for plain, stop_gradient(θ) for SG,
-the EMA copy ξ_t for EMA), then the optimizer, then ``rule.advance`` on θ_{t+1}. E(θ_t, ψ_t) is a
+the EMA copy ξ_t for EMA, or any registered rule's), then the optimizer, then ``rule.advance`` on
+θ_{t+1}; ``momentum`` is the rule's own schedule (0 for a rule without one). E(θ_t, ψ_t) is a
 separate pure function (``Setup.energy``), evaluated by the loop on the batch of a logged step.
 
 Metrics of the step made at t (see docs/vjepa.md): ``F``; ``d_theta`` = ‖θ_{t+1} − θ_t‖,
@@ -85,13 +86,13 @@ def build(cfg: config_lib.Config) -> Setup:
     objective = make_objective(model, cfg.loss)
     rule = optim.make_rule(cfg)
     tx = optim.make_optimizer(cfg)
-    lr, wd, momentum = optim.lr_schedule(cfg), optim.wd_schedule(cfg), optim.momentum_schedule(cfg)
+    lr, wd = optim.lr_schedule(cfg), optim.wd_schedule(cfg)
     # F with the features of its forward pass, so the collapse metrics cost no extra pass
     grad_fn = rules.loss_and_grads(rule, make_forward(model, cfg.loss), has_aux=True)
 
     def init() -> TrainState:
-        theta, psi = model.init()
-        return TrainState(theta, psi, tx.init((theta, psi)), rule.init(theta), jnp.zeros((), jnp.int32),
+        s = rules.init_state(rule, tx, *model.init())
+        return TrainState(s.theta, s.psi, s.opt_state, s.teacher, jnp.zeros((), jnp.int32),
                           jax.random.PRNGKey(cfg.seed))
 
     def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
@@ -110,7 +111,7 @@ def build(cfg: config_lib.Config) -> Setup:
             "psi_norm": _norm(psi),
             "lr": lr(state.step),
             "wd": wd(state.step),
-            "momentum": momentum(state.teacher.count) if rule.name == "ema" else jnp.zeros(()),
+            "momentum": jnp.zeros(()) if rule.momentum is None else rule.momentum(state.teacher.count),
             # every step, on device, read by the loop one step late
             "faults": faults.fault_flags(value, (g_theta, g_psi), (theta, psi, teacher.xi)),
         }

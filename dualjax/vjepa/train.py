@@ -1,4 +1,4 @@
-"""The V-JEPA training loop, driven by the paper's rules: the same ``rules.py`` / ``objectives.py``
+"""The V-JEPA training loop, driven by the paper's rules: the same ``dualjax.rules`` / ``objectives.py``
 code path as the 2×1 linear model, here driving a video ViT.
 
 The pieces, one module each: :mod:`~dualjax.vjepa.model` (f_θ, g_ψ as pure functions; the

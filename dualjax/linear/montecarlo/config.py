@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 
 from dualjax import checks
 
-STUDY_RULES = ("sg", "ema")
-
 # P(Δ ≥ 0) for ρ ~ U[0,3], τ ~ U[−1,1], λ ~ U[0.01,0.1] (MATH.md §7):
 # 98/243 + 4√3/405 + (25/81) ln(6/5).
 P_DELTA_NONNEG = 98 / 243 + 4 * math.sqrt(3) / 405 + 25 / 81 * math.log(6 / 5)
@@ -32,8 +30,7 @@ class Config:
 
     Attributes:
         n: embedding dimension n ≥ 2 (a ∈ R^n)
-        eta: step size η > 0
-        alpha: EMA momentum α ∈ [0, 1]
+        eta: step size η > 0 (the rules' own settings, e.g. EMA's α, are on the rule objects)
         init: initial point: torch (a ~ s·U[−1,1]^n, B ~ s·U[−1/√n, 1/√n]^{n×n}) or gauss
             (a ~ N(0, s²/n I), B ~ N(0, s²/n²))
         init_scale: scale s > 0 of the initial point
@@ -49,7 +46,6 @@ class Config:
 
     n: int = 2
     eta: float = 0.05
-    alpha: float = 0.99
     init: str = field(default="torch", metadata={"choices": ("torch", "gauss")})
     init_scale: float = 1.0
     max_steps: int = 60_000
@@ -68,7 +64,6 @@ def check_config(cfg: Config) -> Config:
     if cfg.n < 2:
         raise ValueError(f"n must be >= 2 (the linear model needs n > m = 1), got n={cfg.n}")
     checks.check_positive(cfg.eta, "eta")
-    checks.check_alpha(cfg.alpha)
     if cfg.init not in ("torch", "gauss"):
         raise ValueError(f"init must be 'torch' or 'gauss', got {cfg.init!r}")
     checks.check_positive(cfg.init_scale, "init_scale")
@@ -84,13 +79,6 @@ def check_config(cfg: Config) -> Config:
         if name == "lam_range" and lo <= 0:
             raise ValueError(f"lam_range must have lo > 0 (Prop 4.11 needs lambda > 0), got {(lo, hi)}")
     return cfg
-
-
-def check_rule(rule: str) -> str:
-    """``rule`` is one of :data:`STUDY_RULES`, else a ValueError naming it."""
-    if rule not in STUDY_RULES:
-        raise ValueError(f"rule must be one of {list(STUDY_RULES)}, got {rule!r}")
-    return rule
 
 
 def _range(value, name):

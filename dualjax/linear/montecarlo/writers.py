@@ -20,6 +20,7 @@ from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.figures import study_figures
 from dualjax.linear.montecarlo.slots import OUTCOMES
 from dualjax.linear.montecarlo.stats import summary
+from dualjax.rules import describe
 
 CSV_COLUMNS = ("rule", "index", "rho", "tau", "lam", "delta", "r1", "r2", "outcome", "steps", "final_norm",
                "e_increased", "f_increased", "max_E_rise")
@@ -44,10 +45,12 @@ def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.nd
                 ])
 
 
-def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, figures: bool = True,
+def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, rules_=None, figures: bool = True,
                 overwrite: bool = False, **extra) -> dict:
     """Write ``trials.csv``, the figures and, last, ``summary.json``; return the summary.
 
+    ``rules_``: the rule objects of the study (their settings go into the summary as
+    ``rule_settings``; the figures rerun them, so ``figures=True`` needs them).
     ``out_dir`` must be empty or ``overwrite`` (:func:`dualjax.outputs.check`); the old
     summary.json goes first, then the rest of what a study owns (:data:`OWNED`). Every file is
     written under a temporary name and renamed into place, the figures from a temporary folder,
@@ -55,6 +58,10 @@ def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, 
     it, and a folder without one is an interrupted study. summary.json is strict JSON: a
     non-finite number (e.g. a share of zero trials) is ``null``, listed under ``"non_finite"``.
     """
+    if figures and rules_ is None:
+        raise ValueError("write_study(figures=True) needs the study's rule objects: pass rules_=")
+    if rules_ is not None:
+        extra = {"rule_settings": {rule.name: describe(rule) for rule in rules_}, **extra}
     out = outputs.check(out_dir, overwrite=overwrite)
     summ = summary(results, cfg, seed, **extra)
     outputs.prepare(out, OWNED, overwrite=overwrite)
@@ -64,7 +71,7 @@ def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, 
         staging = outputs.tmp_path(out / "figures")
         staging.mkdir()
         try:
-            names = [Path(p).name for p in study_figures(str(staging), results, summ, cfg)]
+            names = [Path(p).name for p in study_figures(str(staging), results, summ, cfg, rules_)]
             for name in names:
                 os.replace(staging / name, out / name)
         finally:
