@@ -43,6 +43,12 @@ def test_reproduce_cli_one_claim(tmp_path, capsys):
     # the same init under plain GD collapses (Lemma 4.3) while E decreases
     plain = claim["data"]["rules"]["plain"]
     assert plain["final_norm_A"] < 1e-6 and not plain["E_increased"]
+    # each end point is checked against the equation of its rank: (ii) at the origin (where Prop 4.5's
+    # full-rank equation would leave λ²), Prop 4.5 at SG's and EMA's full-rank end points
+    assert plain["rank_A"] == 0 and plain["equation"].startswith("(ii)") and plain["equation_residual"] < 1e-10
+    for name in ("sg", "ema"):
+        end = claim["data"]["rules"][name]
+        assert end["rank_A"] == 1 and end["equation"] == "Prop 4.5 (full rank)" and end["equation_residual"] < 1e-6
     assert (tmp_path / "linear" / "linear_dynamics.png").stat().st_size > 10_000
     assert cli.main(["reproduce", "--out", str(tmp_path / "x"), "--only", "prop9.9"]) == 2
     assert "unknown claim(s) ['prop9.9']" in capsys.readouterr().err

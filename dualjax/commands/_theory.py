@@ -62,6 +62,46 @@ def load_data(args):
     return model.Moments(*(np.asarray(x, float) for x in mom)), lam, n
 
 
+def instance(args, mom, lam: float, n: int) -> dict:
+    """The instance a command solved (schema ``schemas.INSTANCE``): ρ, τ, λ, n, and where the data
+    came from — ``given`` (``--rho/--tau``; seed null) or ``random`` (``--m``, ``--seed``, ``--kind``)."""
+    given = args.rho is not None
+    return {"m": int(np.asarray(mom.rho).shape[0]), "n": int(n), "lam": float(lam),
+            "rho": np.asarray(mom.rho).tolist(), "tau": np.asarray(mom.tau).tolist(),
+            "data": "given" if given else "random", "seed": None if given else int(args.seed),
+            "kind": None if given else (args.kind or "gauss")}
+
+
+def instance_text(inst: dict) -> str:
+    """The instance as the table's header lines (the numbers ``--json`` carries)."""
+    origin = ("data given (--rho/--tau)" if inst["data"] == "given"
+              else f"random {inst['kind']} data, --m {inst['m']} --seed {inst['seed']}")
+    return (f"instance: m={inst['m']}, n={inst['n']}, λ={inst['lam']:g}, {origin}\n"
+            f"  ρ = {matrix_str(inst['rho'])}\n  τ = {matrix_str(inst['tau'])}")
+
+
+def eigen_json(eigs) -> dict:
+    """Eigenvalues as ``{"real": [...], "imag": [...]}`` (schema ``schemas.EIGENVALUES``), sorted by
+    decreasing real part so the deciding ones come first."""
+    eigs = np.asarray(eigs, complex).ravel()
+    eigs = eigs[np.lexsort((-eigs.imag, -eigs.real))]
+    return {"real": eigs.real.tolist(), "imag": eigs.imag.tolist()}
+
+
+def eigen_text(eigs, digits: int = 4) -> str:
+    """Eigenvalues in one line, decreasing real part: ``-0.1, -0.5±0.2i, ...``. J is real, so
+    complex eigenvalues come in conjugate pairs: each pair is printed once, as ±."""
+    d = eigen_json(eigs)
+    out = []
+    for re, im in zip(d["real"], d["imag"]):
+        tol = 1e-12 * max(1.0, abs(re))
+        if abs(im) <= tol:
+            out.append(f"{re:.{digits}g}")
+        elif im > 0:
+            out.append(f"{re:.{digits}g}±{im:.{digits}g}i")
+    return ", ".join(out) if out else "(none)"
+
+
 def fmt(x, digits: int = 4) -> str:
     if x is None:
         return "-"

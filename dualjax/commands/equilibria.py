@@ -1,8 +1,10 @@
 """``dualjax equilibria``: every SG / EMA equilibrium of the linear model (Prop 4.5, Cor 4.6, Prop 4.7).
 
 Prints one row per equilibrium component (its Gram matrix S = AᵀA, rank, positive definiteness,
-residual and SG stability class) and the solution counts against Bézout's bound. ``--json`` prints
-``{"equilibria": [{"S", "rank", "positive_definite", "residual", "stability", ...}], "counts": ...}``.
+residual and SG stability class) and the solution counts against Bézout's bound, under the instance
+solved (ρ, τ, λ, n and the seed of random data). ``--json`` prints ``{"instance", "equilibria": [{"S",
+"rank", "positive_definite", "residual", "stability", ...}], "counts", ...}`` (schema
+:data:`dualjax.commands.schemas.EQUILIBRIA`).
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ def run(args) -> int:
         if not args.no_stability:
             stability.classify_all(enum, k=args.k)
     counts = enum.counts()
+    inst = _theory.instance(args, mom, lam, enum.n)
     if args.json:
         print(outputs.dumps_strict({
-            "m": enum.m, "n": enum.n, "lam": lam, "method": enum.method,
-            "rho": mom.rho.tolist(), "tau": mom.tau.tolist(),
+            "instance": inst, "method": enum.method,
             "counts": {k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}) for k, v in counts.items()},
             "existence": enum.existence, "notes": enum.notes,
             "equilibria": [e.to_json() for e in enum.equilibria],
         }, indent=2))
         return 0
-    print(f"linear model m={enum.m}, n={enum.n}, λ={lam}, full-rank solver: {enum.method} ({enum.seconds:.2f} s)")
+    print(_theory.instance_text(inst))
+    print(f"full-rank solver: {enum.method} ({enum.seconds:.2f} s)")
     rows = []
     for i, e in enumerate(enum.equilibria):
         st = e.stability or {}

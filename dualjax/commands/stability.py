@@ -3,7 +3,10 @@
 For each equilibrium component (found as in ``dualjax equilibria``): the SG and EMA (rate k)
 verdicts on the transversal spectrum, the count of zero eigenvalues against the orbit dimension
 nr − r(r+1)/2, the top transversal eigenvalue, and the discrete-time step limits (SG η_max, and the
-EMA map's η_max at momentum α with ``--alpha``).
+EMA map's η_max at momentum α with ``--alpha``), under the instance solved (ρ, τ, λ, n, seed).
+``--spectra`` adds each equilibrium's transversal spectra below the table. ``--json`` carries, per
+equilibrium and rule, the full spectrum of J and the transversal one (real and imaginary parts),
+the orbit dimension and the class (schema :data:`dualjax.commands.schemas.STABILITY`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None, help="also compute the discrete EMA map's η_max at this α")
     parser.add_argument("--jacobian", default="reduced", choices=("reduced", "dense"),
                         help="symmetry-reduced (fast) or dense jacfwd Jacobian (default reduced)")
+    parser.add_argument("--spectra", action="store_true",
+                        help="also print every equilibrium's transversal spectra (SG and EMA) below the table")
 
 
 def run(args) -> int:
@@ -43,16 +48,19 @@ def run(args) -> int:
             ema_eta = (stability.ema_eta_max(e.S, mom, lam, n, args.alpha, eta_hi=min(sg.eta_max, 1e3) * 4)
                        if args.alpha is not None and sg.kind == stability.STABLE else None)
             results.append((e, sg, ema, ema_eta))
+    inst = _theory.instance(args, mom, lam, n)
     if args.json:
         out = []
         for e, sg, ema, ema_eta in results:
             d = e.to_json()
-            d["stability"] = {"class": sg.kind, "sg": sg.summary(), "ema": {**ema.summary(), "k": args.k},
-                              "ema_discrete_eta_max": ema_eta, "alpha": args.alpha}
+            d["stability"] = {"class": sg.kind, "orbit_dim": sg.orbit_dim, "sg": _with_spectra(sg),
+                              "ema": {**_with_spectra(ema), "k": args.k}, "ema_discrete_eta_max": ema_eta}
             out.append(d)
-        print(outputs.dumps_strict({"m": enum.m, "n": n, "lam": lam, "equilibria": out}, indent=2))
+        print(outputs.dumps_strict({"instance": inst, "k": args.k, "alpha": args.alpha, "jacobian": args.jacobian,
+                                    "equilibria": out}, indent=2))
         return 0
-    print(f"linear model m={enum.m}, n={n}, λ={lam}; Jacobian: {args.jacobian}; EMA rate k={args.k}")
+    print(_theory.instance_text(inst))
+    print(f"Jacobian: {args.jacobian}; EMA rate k={args.k}")
     rows = []
     for i, (e, sg, ema, ema_eta) in enumerate(results):
         rows.append([i, e.rank, _theory.matrix_str(e.S), f"{sg.n_zero}/{sg.orbit_dim}",
@@ -61,8 +69,19 @@ def run(args) -> int:
                      _theory.eta_cell(sg.eta_max), ema_eta])
     print(_theory.table(rows, ["#", "rank", "S = AᵀA", "zeros/orbit", "SG", "SG max Re", "EMA", "EMA max Re",
                                "SG η_max", f"EMA η_max(α={args.alpha})" if args.alpha is not None else "EMA η_max (give --alpha)"]))
+    if args.spectra:
+        print("\ntransversal spectra (orbit directions removed; decreasing real part, ± = conjugate pair):")
+        for i, (e, sg, ema, _) in enumerate(results):
+            print(f"  #{i} SG : {_theory.eigen_text(sg.transversal)}")
+            print(f"  #{i} EMA: {_theory.eigen_text(ema.transversal)}")
     n_stable = sum(sg.kind == stability.STABLE for _, sg, _, _ in results)
     print(f"\n{n_stable} of {len(results)} equilibria are (normally) asymptotically stable under SG; "
           f"zero eigenvalues match the orbit dimension: "
           f"{all(sg.zeros_match_orbit and ema.zeros_match_orbit for _, sg, ema, _ in results)}")
     return 0
+
+
+def _with_spectra(report) -> dict:
+    """A rule's summary with its full spectrum and transversal spectrum (real/imag lists)."""
+    return {**report.summary(), "spectrum": _theory.eigen_json(report.spectrum),
+            "transversal": _theory.eigen_json(report.transversal)}

@@ -8,8 +8,10 @@ descent on E, SG and EMA run on the same moments (ρ, τ) and λ:
   Prop 4.11 — and E(θ_t, ψ_t) rises along the way (Prop 3.1: they do not minimize E).
 
 :func:`run_example` writes ``OUT/linear_summary.json`` (per rule: status, steps, final ‖A‖, whether
-E increased, ‖BᵀB − AAᵀ‖, the residual of Prop 4.5's equation (ρS + λI)(Sρ + λI) = τᵀSτ at
-S = AᵀA) and ``OUT/linear_dynamics.png`` (‖A_t‖ and E(θ_t, ψ_t) over steps, with the m = 1
+E increased, ‖BᵀB − AAᵀ‖, the rank of A and the residual of the equilibrium equation that applies
+at that rank: Prop 4.5's (ρS + λI)(Sρ + λI) = τᵀSτ when S = AᵀA is full rank, equation (ii)
+M S M = S τᵀ S τ (M = Sρ + λI) below full rank, the origin included, where Prop 4.5's would
+read λ²·√m for an exact equilibrium) and ``OUT/linear_dynamics.png`` (‖A_t‖ and E(θ_t, ψ_t) over steps, with the m = 1
 spheres). It backs ``dualjax linear`` and the Prop 3.1 row of ``dualjax reproduce``.
 """
 
@@ -24,6 +26,7 @@ import optax
 
 from dualjax import checks, dynamics, outputs, rules
 from dualjax.linear import model, spheres
+from dualjax.linear.equilibria import system
 from dualjax.linear.simulation import simulate
 
 SNAPSHOTS = 400  # points per curve of the figure
@@ -96,17 +99,20 @@ def run_example(rho, tau, lam, *, rules_=None, n: int = 4, eta: float = 0.05, in
 
 
 def _endpoint(run, mom: model.Moments, lam: float, obj) -> dict:
-    """Where a run ended: norms, E, whether E rose, BᵀB − AAᵀ (Cor 4.6) and Prop 4.5's residual."""
+    """Where a run ended: norms, E, whether E rose, BᵀB − AAᵀ (Cor 4.6), and the residual of the
+    equilibrium equation for the end point's rank (module doc; ``equation`` names it)."""
     S = run.A.T @ run.A
-    m = S.shape[0]
+    rank = int(np.linalg.matrix_rank(run.A, tol=1e-6))
     rho, tau = np.asarray(mom.rho), np.asarray(mom.tau)
-    eq = (rho @ S + lam * np.eye(m)) @ (S @ rho + lam * np.eye(m)) - tau.T @ S @ tau
+    full = rank == S.shape[0]
+    eq = (system.full_rank_residual if full else system.equilibrium_residual)(S, rho, tau, lam)
     return {
         "status": run.status, "steps": run.steps, "final_norm_A": float(np.linalg.norm(run.A)),
         "final_norm_B": float(np.linalg.norm(run.B)),
         "E_final": float(obj.E(jnp.asarray(run.A), jnp.asarray(run.B), mom)),
         "E_increased": run.E_increased, "BtB_minus_AAt": float(np.linalg.norm(run.B.T @ run.B - run.A @ run.A.T)),
-        "prop45_residual": float(np.linalg.norm(eq)), "rank_A": int(np.linalg.matrix_rank(run.A, tol=1e-6)),
+        "rank_A": rank, "equation": "Prop 4.5 (full rank)" if full else "(ii) M S M = S τᵀ S τ (rank < m)",
+        "equation_residual": float(np.linalg.norm(eq)),
     }
 
 
