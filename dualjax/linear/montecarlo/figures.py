@@ -1,4 +1,5 @@
-"""Figures of the m = 1 study (Prop 4.11, MATH.md §6–7), written as PNGs with ``savefig``.
+"""Figures of the m = 1 study (Prop 4.11, MATH.md §6–7), in the look of :mod:`dualjax.style` (a colour
+per rule and per outcome, mathtext labels) and the format of the path's suffix (png, svg or pdf).
 
 * :func:`plot_trajectories` — paths of a ∈ R² (n = 2) under each rule (SG and EMA by default) with the circles S₁
   (saddle, radius r₁) and S₂ (stable, radius r₂);
@@ -23,18 +24,18 @@ import os
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from dualjax import dynamics, rules  # noqa: E402
+from dualjax import dynamics, rules, style  # noqa: E402
 from dualjax.linear import model, spheres  # noqa: E402
 from dualjax.linear.montecarlo.config import Config  # noqa: E402
 from dualjax.linear.montecarlo.slots import ORIGIN, OUTCOMES, OUTER  # noqa: E402
 from dualjax.linear.montecarlo.run import run_points  # noqa: E402
 from dualjax.linear.montecarlo.trials import Trial, sample_trial  # noqa: E402
 
-COLORS = {"outer": "#1b9e77", "origin": "#d95f02", "inner": "#7570b3", "not_converged": "#999999",
-          "diverged": "#e7298a"}
+COLORS = style.OUTCOME_COLORS  # where a run ended; the spheres are drawn in style.SPHERE_STYLE on top
 
 # An instance with well separated circles: Δ = 0.16, r₁ = 0.2, r₂ = 1.0.
 EXAMPLE = {"rho": 0.5, "tau": 0.6, "lam": 0.1}
@@ -48,7 +49,7 @@ def default_rules() -> tuple[rules.TeacherRule, ...]:
 def rule_label(rule: rules.TeacherRule) -> str:
     """``SG``, ``EMA (α=0.99)``, ...: the name, and the constant α of a rule that carries a teacher."""
     alpha = f" (α={rule.ema_alpha})" if rule.carries_teacher and rule.ema_alpha is not None else ""
-    return rule.name.upper() + alpha
+    return style.rule_name_label(rule.name) + alpha
 
 
 def run_paths(rule: rules.TeacherRule, a0, B0, rho, tau, lam, *, eta=0.05, num_steps=4000, every=10):
@@ -80,15 +81,27 @@ def run_paths(rule: rules.TeacherRule, a0, B0, rho, tau, lam, *, eta=0.05, num_s
 
 
 def _circles(ax, rho, tau, lam):
+    """S₂ (stable, solid) and S₁ (saddle, dashed) in black over any background, and the origin."""
     r1, r2 = (float(r) for r in spheres.radii(rho, tau, lam))
     t = np.linspace(0, 2 * np.pi, 400)
-    ax.plot(r2 * np.cos(t), r2 * np.sin(t), color=COLORS["outer"], lw=2, label=f"S₂ (stable), r₂={r2:.3g}")
-    ax.plot(r1 * np.cos(t), r1 * np.sin(t), color=COLORS["inner"], lw=2, ls="--",
-            label=f"S₁ (saddle), r₁={r1:.3g}")
-    ax.plot(0, 0, "o", color=COLORS["origin"], ms=5)
+    ax.plot(r2 * np.cos(t), r2 * np.sin(t), **style.SPHERE_STYLE["S2"], label=rf"$S_2$ (stable), $r_2$={r2:.3g}",
+            gid="S2")
+    ax.plot(r1 * np.cos(t), r1 * np.sin(t), **style.SPHERE_STYLE["S1"], label=rf"$S_1$ (saddle), $r_1$={r1:.3g}",
+            gid="S1")
+    ax.plot(0, 0, **style.SPHERE_STYLE["origin"], gid="origin")
     return r1, r2
 
 
+def _instance(rho, tau, lam, eta) -> str:
+    return rf"$\rho$={rho:g}, $\tau$={tau:g}, $\lambda$={lam:g}, $\eta$={eta:g}"
+
+
+def _outcome_of_end(a_end, r2) -> str:
+    end = np.linalg.norm(a_end)
+    return "outer" if abs(end - r2) < 1e-2 * (1 + r2) else ("origin" if end < 1e-2 else "not_converged")
+
+
+@style.styled
 def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
                       num_starts=10, seed=0, num_steps=6000) -> str:
     """Trajectories of a ∈ R² (n = 2) for each rule (default SG and EMA) from the same starts,
@@ -99,27 +112,30 @@ def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau
     radii_ = np.geomspace(0.08, 1.6, num_starts)
     starts = np.stack([radii_ * np.cos(angles), radii_ * np.sin(angles)], 1)
     B0s = rng.uniform(-1, 1, (num_starts, 2, 2)) / np.sqrt(2) * 0.5
-    fig, axes = plt.subplots(1, len(rules_), figsize=(5.5 * len(rules_), 5.2), squeeze=False)
+    fig, axes = style.panels(1, len(rules_), panel=(4.2, 4.4))
+    ends = set()
     for ax, rule in zip(axes[0], rules_):
         r1, r2 = _circles(ax, rho, tau, lam)
         full = np.full(num_starts, 1.0)
         paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps)
         for a in paths:
-            end = np.linalg.norm(a[-1])
-            c = COLORS["outer"] if abs(end - r2) < 1e-2 * (1 + r2) else (
-                COLORS["origin"] if end < 1e-2 else COLORS["not_converged"])
-            ax.plot(a[:, 0], a[:, 1], color="k", lw=0.8, alpha=0.7)
-            ax.plot(a[0, 0], a[0, 1], "x", color="k", ms=5)
-            ax.plot(a[-1, 0], a[-1, 1], "o", color=c, ms=6, mec="k")
-        lim = 1.25 * max(r2, np.abs(starts).max())
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="a₁", ylabel="a₂",
-               title=f"{rule_label(rule)}: ρ={rho}, τ={tau}, λ={lam}, η={eta}")
-        ax.legend(loc="lower left", fontsize=8)
-    fig.suptitle("Prop 4.11 (m = 1, n = 2): trajectories of a end on S₂ or at the origin, never on S₁")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+            outcome = _outcome_of_end(a[-1], r2)
+            ends.add(outcome)
+            ax.plot(a[:, 0], a[:, 1], color=style.rule_color(rule.name), lw=1.0, alpha=0.8, gid="path")
+            ax.plot(a[0, 0], a[0, 1], "x", color="k", ms=6, gid="start")
+            ax.plot(a[-1, 0], a[-1, 1], "o", color=COLORS[outcome], ms=7, mec="k", gid=f"end:{outcome}")
+        lim = 1.15 * max(r2, np.abs(starts).max())
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="$a_1$", ylabel="$a_2$",
+               title=rule_label(rule))
+    handles = [*axes[0, 0].get_legend_handles_labels()[0],
+               Line2D([], [], color="k", marker="x", ls="none", ms=6, label=r"start $a_0$"),
+               *(Line2D([], [], color=COLORS[o], marker="o", mec="k", ls="none", ms=7,
+                        label=f"end: {style.OUTCOME_LABELS[o]}") for o in OUTCOMES if o in ends)]
+    fig.legend(handles=handles, loc="lower center", ncol=3, frameon=False)
+    fig.suptitle("Prop 4.11 (m = 1, n = 2): paths of $a_t$ end on $S_2$ or at the origin, never on $S_1$\n"
+                 + _instance(rho, tau, lam, eta) + " (a fixed example instance, not the study's data)")
+    fig.tight_layout(rect=(0, 0.14, 1, 1))
+    return style.save(fig, path)
 
 
 def basin_map(rule: rules.TeacherRule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
@@ -138,6 +154,7 @@ def basin_map(rule: rules.TeacherRule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"]
     return xs, res["outcome"].reshape(grid, grid), B0
 
 
+@style.styled
 def plot_basins(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
                 grid=61, extent=1.5, max_steps=40_000) -> str:
     """Basin-of-attraction maps over a₀ (B₀ fixed) for each rule (default SG and EMA), with S₁ and S₂."""
@@ -146,7 +163,8 @@ def plot_basins(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], la
 
     rules_ = default_rules() if rules_ is None else rules_
     cmap = ListedColormap([COLORS[o] for o in OUTCOMES])
-    fig, axes = plt.subplots(1, len(rules_), figsize=(5.5 * len(rules_), 5.2), squeeze=False)
+    fig, axes = style.panels(1, len(rules_), panel=(4.2, 4.4))
+    present = set()
     for ax, rule in zip(axes[0], rules_):
         xs, codes, B0 = basin_map(rule, rho=rho, tau=tau, lam=lam, eta=eta, grid=grid, extent=extent,
                                   max_steps=max_steps)
@@ -154,26 +172,32 @@ def plot_basins(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], la
                   vmax=len(OUTCOMES) - 0.5, interpolation="nearest")
         _circles(ax, rho, tau, lam)
         shares = {o: float(np.mean(codes == i)) for i, o in enumerate(OUTCOMES)}
-        ax.set(aspect="equal", xlabel="a₁(0)", ylabel="a₂(0)",
-               title=f"{rule_label(rule)}: outer {100 * shares['outer']:.0f}%, origin {100 * shares['origin']:.0f}%")
-    handles = [Patch(color=COLORS[o], label=o) for o in OUTCOMES]
-    fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=9)
-    fig.suptitle(f"Basins of attraction over a₀ (B₀ = {np.array2string(B0, precision=2)} fixed; "
-                 f"ρ={rho}, τ={tau}, λ={lam}, η={eta})", fontsize=10)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+        present |= {o for o, v in shares.items() if v > 0}
+        ax.set(aspect="equal", xlabel="$a_1(0)$", ylabel="$a_2(0)$",
+               title=f"{rule_label(rule)}: $S_2$ {100 * shares['outer']:.0f}%, origin {100 * shares['origin']:.0f}%")
+    handles = [Patch(facecolor=COLORS[o], edgecolor="0.4", label=style.OUTCOME_LABELS[o]) for o in OUTCOMES
+               if o in present] + axes[0, 0].get_legend_handles_labels()[0]
+    fig.legend(handles=handles, loc="lower center", ncol=2, frameon=False, title="run from $a_0$ ends at")
+    b0 = "[" + "; ".join(" ".join(f"{v:.2f}" for v in row) for row in np.asarray(B0)) + "]"
+    fig.suptitle("Basins of attraction over $a_0$, $B_0$ = " + b0 + " fixed\n" + _instance(rho, tau, lam, eta)
+                 + " (a fixed example instance, not the study's data)")
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
+    return style.save(fig, path)
 
 
+@style.styled
 def plot_fractions(path, summ: dict) -> str:
     """Bars of the outcome fractions per rule (overall and given Δ ≥ 0) with Wilson 95 % intervals,
     and the paper's reported values as markers."""
     rules_ = list(summ["rules"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6), sharey=True)
+    fig, axes = style.panels(1, 2, panel=(4.6, 3.8), sharey=True)
+    axes = axes[0]
     width = 0.8 / len(rules_)
     x = np.arange(len(OUTCOMES))
-    for ax, key, title in zip(axes, ("fractions", "fractions_given_delta_nonneg"), ("all trials", "given Δ ≥ 0")):
+    cond = summ["rules"][rules_[0]]["delta_nonneg"]
+    n_total = summ["rules"][rules_[0]]["trials"]
+    for ax, key, title in zip(axes, ("fractions", "fractions_given_delta_nonneg"),
+                              ("all trials", r"given $\Delta \geq 0$")):
         for j, rule in enumerate(rules_):
             fr = summ["rules"][rule][key]
             p = np.array([fr[o]["fraction"] for o in OUTCOMES])
@@ -181,35 +205,38 @@ def plot_fractions(path, summ: dict) -> str:
             hi = np.array([fr[o]["ci95"][1] for o in OUTCOMES])
             xpos = x + (j - (len(rules_) - 1) / 2) * width
             ax.bar(xpos, 100 * p, width, yerr=100 * np.stack([p - lo, hi - p]), capsize=3,
-                   label=rule.upper(), color=["#4c72b0", "#dd8452"][j % 2])
-            for xp, v in zip(xpos, p):
-                ax.text(xp, 100 * v + 1.5, f"{100 * v:.1f}", ha="center", fontsize=7)
-            paper = summ.get("paper", {}).get(rule, {})
+                   label=style.rule_name_label(rule), color=style.rule_color(rule), gid=f"bars:{rule}")
+            paper = summ.get("paper", {}).get(rule, {}) if key != "fractions" else {}  # the paper's are given Δ ≥ 0
+            top = np.maximum(hi, [paper.get(o, 0.0) for o in OUTCOMES])
+            for xp, v, h in zip(xpos, p, top):  # above the interval's cap and the paper's mark, not on them
+                ax.text(xp, 100 * h + 1.5, f"{100 * v:.1f}", ha="center", va="bottom", fontsize=7, rotation=90)
             for o, v in paper.items():
                 i = OUTCOMES.index(o)
-                ax.plot(xpos[i], 100 * v, marker="_", color="k", ms=14, mew=2)
-        n_total = summ["rules"][rules_[0]]["trials"]
-        n_cond = summ["rules"][rules_[0]]["delta_nonneg"]["count"]
-        ax.set(xticks=x, xticklabels=OUTCOMES, ylim=(0, 105),
-               title=f"{title} (N = {n_total if key == 'fractions' else n_cond})")
+                ax.plot(xpos[i], 100 * v, marker="_", color="k", ms=14, mew=2, ls="none", gid=f"paper:{rule}",
+                        label="paper" if j == 0 and i == 0 else None)
+        ax.set(xticks=x, ylim=(0, 118), title=f"{title} (N = {n_total if key == 'fractions' else cond['count']})")
+        ax.set_xticklabels([style.OUTCOME_LABELS[o].replace(" ", "\n", 1) for o in OUTCOMES], fontsize=8)
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("% of trials (95% Wilson interval)")
-    axes[0].legend(title="black bar: paper", fontsize=8)
+    axes[1].legend(loc="upper right")
     cfg = summ.get("config", {})
-    alphas = ", ".join(f"{name} α={d['ema_alpha']}" for name, d in summ.get("rule_settings", {}).items()
+    alphas = ", ".join(f"{style.rule_name_label(name)} $\\alpha$={d['ema_alpha']}"
+                       for name, d in summ.get("rule_settings", {}).items()
                        if d.get("carries_teacher") and d.get("ema_alpha") is not None)
-    fig.suptitle(f"m = 1 Monte Carlo: n={cfg.get('n')}, η={cfg.get('eta')}{', ' + alphas if alphas else ''}, "
-                 f"init {cfg.get('init')}×{cfg.get('init_scale')}, budget {cfg.get('max_steps')} steps; "
-                 f"P(Δ≥0) = {summ['rules'][rules_[0]]['delta_nonneg']['fraction']:.3f}", fontsize=10)
+    fig.suptitle(f"m = 1 Monte Carlo: n={cfg.get('n')}, $\\eta$={cfg.get('eta')}{', ' + alphas if alphas else ''}, "
+                 f"init {cfg.get('init')}×{cfg.get('init_scale')}, budget {cfg.get('max_steps')} steps\n"
+                 rf"P($\Delta \geq 0$): empirical {cond['count']}/{n_total} = {cond['fraction']:.4f}"
+                 + (f", exact {exact:.4f} (MATH.md §7)" if (exact := summ.get("delta_nonneg_exact")) is not None
+                    else ", exact: not for these ranges"))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return style.save(fig, path)
 
 
+@style.styled
 def plot_energy(path, cases: list[dict], *, eta=0.05, num_steps=20_000, every=20) -> str:
-    """E_t (solid) and F_t (dashed, for a rule that carries a teacher) along sample trajectories;
-    dots mark sampled steps where E rose.
+    """E_t (solid, in the rule's colour) and F_t (dashed, for a rule that carries a teacher) along
+    sample trajectories; shaded spans mark the sampled intervals where E rose. A case labelled
+    ``control: ...`` (a collapsing run, :func:`energy_cases`) is titled as the control.
 
     Each case is a dict with ``rule`` (a TeacherRule), ``rho, tau, lam, a0, B0`` and an optional ``label``.
     """
@@ -218,32 +245,39 @@ def plot_energy(path, cases: list[dict], *, eta=0.05, num_steps=20_000, every=20
         a, E, F = (x[0] for x in run_paths(case["rule"], [case["a0"]], [case["B0"]], [case["rho"]], [case["tau"]],
                                             [case["lam"]], eta=eta, num_steps=num_steps, every=every))
         t = np.arange(E.size) * every
-        ax.plot(t, E, color="#4c72b0", label="E(θ_t, ψ_t)")
-        if case["rule"].carries_teacher:
-            ax.plot(t, F, color="#dd8452", ls="--", label="F(θ_t, ψ_t, ξ_t)")
-        up = np.flatnonzero(np.diff(E) > 1e-12 * np.abs(E[:-1]) + 1e-15) + 1
-        ax.plot(t[up], E[up], ".", color="crimson", ms=3, label=f"E rose ({up.size} of {E.size - 1} samples)")
-        ax.set_xscale("symlog", linthresh=every * 10)
-        rise = float(np.max(np.diff(E), initial=0.0))
-        ax.set(xlabel="step t", title=(case.get("label") or rule_label(case["rule"]))
-               + f"\nρ={case['rho']:.2f} τ={case['tau']:.2f} λ={case['lam']:.3f}, ‖a‖→{np.linalg.norm(a[-1]):.2f}"
-               f"\nlargest rise of E between samples: {rise:.2g}")
-        ax.title.set_fontsize(8)
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-    fig.suptitle("Prop 3.1: SG / EMA do not decrease E (or F) monotonically", fontsize=10)
+        _energy_panel(ax, t, E, F, case, a[-1])
+    fig.suptitle(r"Prop 3.1: SG / EMA do not decrease $E$ (or $F$) monotonically; a collapsing run as control")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return str(path)
+    return style.save(fig, path)
+
+
+def _energy_panel(ax, t, E, F, case, a_end) -> None:
+    """One panel of :func:`plot_energy`: the curves, the rising intervals as spans, the labels."""
+    rule = case["rule"]
+    ax.plot(t, E, color=style.rule_color(rule.name), lw=1.8, label=r"$E(\theta_t, \psi_t)$", gid="E")
+    if rule.carries_teacher:
+        ax.plot(t, F, color="k", ls="--", lw=1.2, label=r"$F(\theta_t, \psi_t, \xi_t)$", gid="F")
+    up = np.flatnonzero(np.diff(E) > 1e-12 * np.abs(E[:-1]) + 1e-15)  # E rose on (t[i], t[i+1])
+    runs = np.split(up, np.flatnonzero(np.diff(up) > 1) + 1) if up.size else []
+    rise = float(np.max(np.diff(E), initial=0.0))
+    for j, run in enumerate(runs):  # one span per stretch of rising samples: not a clump of dots
+        ax.axvspan(t[run[0]], t[run[-1] + 1], color="crimson", alpha=0.18, lw=0, gid="E rose",
+                   label=f"E rose: {up.size} of {E.size - 1} intervals,\nlargest rise {rise:.2g}" if j == 0 else None)
+    ax.set_xscale("symlog", linthresh=t[1] * 10)
+    label = case.get("label") or rule_label(rule)
+    ax.set(xlabel="step $t$", ylabel="objective value",
+           title=label + "\n" + rf"$\rho$={case['rho']:.2f}, $\tau$={case['tau']:.2f}, $\lambda$={case['lam']:.3f}; "
+           rf"$\|a\|\to${np.linalg.norm(a_end):.2f}")
+    ax.legend(loc="best")
+    ax.grid(alpha=0.3)
 
 
 def energy_cases(results: dict, cfg, seed: int, rules_, max_cases: int = 3) -> list[dict]:
     """Pick sample trials of a study for :func:`plot_energy`: for each rule a trial that reached
     S₂ with E increasing, and a collapsed trial of the first rule."""
     by_name = {rule.name: rule for rule in rules_}
-    wanted = [(name, OUTER, f"{name.upper()} → S₂") for name in results]
-    wanted += [(name, ORIGIN, f"{name.upper()} → origin") for name in list(results)[:1]]
+    wanted = [(name, OUTER, f"{style.rule_name_label(name)} → $S_2$") for name in results]
+    wanted += [(name, ORIGIN, f"control: {style.rule_name_label(name)} → origin") for name in list(results)[:1]]
     picks = []
     for name, want, label in wanted:
         cols = results[name]
