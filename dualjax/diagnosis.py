@@ -24,7 +24,7 @@ from typing import Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks, collapse, rules
+from dualjax import checks, collapse, rules, style
 
 DROP = 0.25  # a logged step whose teacher rank is < (1 − DROP) × the previous one is a "rank drop"
 VARYING_FLOOR = 0.01  # features whose varying energy is < 1 % of the total sit at one point
@@ -326,6 +326,7 @@ def compare_features(reports: Sequence[dict], rule: collapse.Rule = collapse.Rul
 
 # --------------------------------------------------------------------------- figures
 
+@style.styled
 def plot_run(records: Sequence[dict], path: str | Path, title: str = "", rule: collapse.Rule = collapse.Rule()) -> Path:
     """Four panels over steps: F and E; effective ranks with the rule's threshold; target and
     prediction std with the floor, and cos(student, teacher); increments per unit lr. Flagged
@@ -335,15 +336,15 @@ def plot_run(records: Sequence[dict], path: str | Path, title: str = "", rule: c
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
     ax = axes[0, 0]
     for key in ("F", "E"):
-        ax.plot(*_series(records, key), label=key if key == "F" else "E = F(θ, ψ, θ)")
-    ax.set_title("objective")
+        ax.plot(*_series(records, key), label=r"$F(\theta, \psi, \xi)$" if key == "F" else r"$E = F(\theta, \psi, \theta)$")
+    ax.set(title="objective", ylabel="objective value")
     ax = axes[0, 1]
     for key, label in (("rank_teacher", "teacher targets"), ("rank_student", "student"), ("rank_pred", "predictor")):
         ax.plot(*_series(records, key), label=label)
     ref = collapse.reference(records)
     if ref:
         ax.axhline(rule.rank_fraction * ref, color="k", ls="--", lw=0.8, label=f"{rule.rank_fraction:g} x first")
-    ax.set_title("effective rank (RankMe)")
+    ax.set(title="effective rank (RankMe)", ylabel="effective rank")
     ax = axes[1, 0]
     ax.semilogy(*_series(records, "std_target"), label="target std")
     ax.semilogy(*_series(records, "std_pred"), label="prediction std (pstd)")
@@ -354,14 +355,15 @@ def plot_run(records: Sequence[dict], path: str | Path, title: str = "", rule: c
         ax2.plot(steps, cos, color="gray", alpha=0.6, lw=0.8)
         ax2.set_ylim(min(-0.05, float(cos.min()) - 0.05), 1.05)
         ax2.set_ylabel("cos(student, teacher)", color="gray")
-    ax.set_title("token std")
+    ax.set(title="token std", ylabel="std")
     ax = axes[1, 1]
     steps, lr = _series(records, "lr")
-    for key, label in (("d_theta", "‖Δθ‖/lr"), ("d_psi", "‖Δψ‖/lr"), ("d_xi", "‖Δξ‖/lr")):
+    for key, label in (("d_theta", r"$\|\Delta\theta\| / \mathrm{lr}$"), ("d_psi", r"$\|\Delta\psi\| / \mathrm{lr}$"),
+                       ("d_xi", r"$\|\Delta\xi\| / \mathrm{lr}$")):
         s, d = _series(records, key)
         if len(s) == len(steps):
             ax.semilogy(s, d / np.maximum(lr, 1e-30), label=label)
-    ax.set_title("increments per unit of learning rate")
+    ax.set(title="increments per unit of learning rate", ylabel="increment / lr")
     logged = [r["step"] for r in records]
     spans = [(s, logged[i + 1] if i + 1 < len(logged) else s + 1) for i, s in enumerate(logged) if records[i].get("collapse")]
     for a in axes.flat:
@@ -376,6 +378,7 @@ def plot_run(records: Sequence[dict], path: str | Path, title: str = "", rule: c
     return _save(fig, path)
 
 
+@style.styled
 def plot_features(reports: Sequence[dict], path: str | Path) -> Path:
     """Normalized singular spectra σ_k / Σσ of each file, and effective / numerical rank per file."""
     import matplotlib.pyplot as plt
@@ -383,8 +386,7 @@ def plot_features(reports: Sequence[dict], path: str | Path) -> Path:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     for r in reports:
         a.semilogy(np.arange(1, len(r["spectrum"]) + 1), r["spectrum"], "o-", ms=3, label=Path(r["name"]).name)
-    a.set_xlabel("k")
-    a.set_title("top singular values σ_k / Σσ")
+    a.set(xlabel="$k$", ylabel=r"$\sigma_k / \sum_j \sigma_j$", title="top singular values")
     a.legend(fontsize=7)
     x = np.arange(1, len(reports) + 1)
     b.plot(x, [r["effective_rank"] for r in reports], "o-", label="effective rank")
@@ -392,17 +394,13 @@ def plot_features(reports: Sequence[dict], path: str | Path) -> Path:
     b.set_xticks(x, [Path(r["name"]).name for r in reports], rotation=20, fontsize=7)
     b.set_yscale("log")
     b.set_xlabel("file (checkpoint order)")
-    b.set_title("rank")
+    b.set(title="rank", ylabel="rank")
     b.legend(fontsize=7)
     return _save(fig, path)
 
 
 def _save(fig, path) -> Path:
-    import matplotlib.pyplot as plt
-
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return Path(style.save(fig, path))

@@ -155,3 +155,34 @@ def test_linear_dynamics_every_rule_F_of_ema_dense_start(tmp_path, saved):
 
 def E_at(ax, name):
     return _gid(ax, f"E:{name}")[0].get_ydata()
+
+
+def test_vjepa_figure2_rule_colours_and_axis_labels(tmp_path, saved):
+    from dualjax.vjepa import plots
+
+    def records(scale):
+        return [{"step": s, "F": scale / (s + 1), "E": scale / (s + 2), "d_theta": 0.1, "d_psi": 0.05, "d_xi": 0.01,
+                 "lr": 1e-3, **({"probe_top1": 0.2 + s / 100} if s % 5 == 0 else {})} for s in range(0, 21)]
+
+    plots.plot_runs({"SG": records(1.0), "EMA": records(2.0)}, tmp_path / "figure2.png")
+    (fig,) = saved
+    axes = np.array(fig.axes).reshape(3, 2)
+    for j, name in enumerate(("sg", "ema")):
+        assert all(ax.get_ylabel() for ax in axes[:, j]) and axes[2, j].get_xlabel() == "step"
+        F = axes[0, j].get_lines()[0]
+        assert F.get_label() == r"$F(\theta, \psi, \xi)$" and to_hex(F.get_color()) == style.rule_color(name)
+        assert {to_hex(ln.get_color()) for ln in axes[1, j].get_lines()} == {style.rule_color(name)}
+        assert len({ln.get_linestyle() for ln in axes[1, j].get_lines()}) == 3  # θ, ψ, ξ told apart by style
+
+
+def test_prop47_counts_bars_match_the_counts(tmp_path, saved):
+    from dualjax.claims import prop4_7
+
+    counts = {"gauss": [0, 1, 1, 2], "aug": [0, 0, 1, 3]}
+    prop4_7.plot_counts(counts, tmp_path / "counts.pdf", "title")
+    (fig,) = saved
+    (ax,) = fig.axes
+    assert _labelled(ax) and _legend_labels(ax) == [prop4_7.KIND_LABELS[k] for k in counts]
+    for kind, values in counts.items():
+        assert [p.get_height() for p in _gid(ax, f"bars:{kind}")] == [values.count(x) for x in range(4)]
+    assert (tmp_path / "counts.pdf").read_bytes()[:5] == b"%PDF-"  # the suffix picks the format

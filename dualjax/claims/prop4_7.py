@@ -17,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dualjax import outputs
+from dualjax import style
 from dualjax.claims.report import Finding, graded
 from dualjax.linear import equilibria, model
 
@@ -44,7 +44,7 @@ def measure(out_dir: Path, full: bool = False) -> dict:
                 sol = equilibria.solve_homotopy(rho, tau, LAM, seed=i)
                 counts[kind].append(sum(np.linalg.eigvalsh(S).min() > 0 for S in sol.real))
     fig = out_dir / "prop4_7_pd_counts.png"
-    plot_counts(counts, fig, "m = 2, λ = 0.05: number of positive definite equilibria per random instance")
+    plot_counts(counts, fig, r"m = 2, $\lambda$ = 0.05: positive definite equilibria per random instance")
     return {"pd_counts": counts, "necessary_condition_holds": necessary, "figure": str(fig)}
 
 
@@ -65,22 +65,25 @@ def row(r: dict) -> Finding:
         figures=[r["figure"]], data={"pd_counts": counts, "necessary_condition_holds": r["necessary_condition_holds"]})
 
 
-def plot_counts(counts: dict[str, list[int]], path: Path, title: str) -> None:
-    """Bar chart: how many instances of each kind have 0, 1, 2, … positive definite solutions."""
-    import matplotlib.pyplot as plt
+KIND_LABELS = {"gauss": r"Gaussian $\tau$", "aug": r"augmentation-like $\tau = (I + 0.3G)\rho$"}
 
+
+@style.styled
+def plot_counts(counts: dict[str, list[int]], path: Path, title: str) -> str:
+    """Bar chart: how many instances of each kind have 0, 1, 2, … positive definite solutions
+    (format from ``path``'s suffix)."""
     top = max(max(v) for v in counts.values())
     xs = np.arange(top + 1)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, axes = style.panels(1, 1, panel=(5.0, 3.4))
+    ax = axes[0, 0]
     width = 0.8 / len(counts)
     for i, (kind, values) in enumerate(counts.items()):
-        ax.bar(xs + i * width, [values.count(x) for x in xs], width, label=kind)
+        ax.bar(xs + i * width, [values.count(x) for x in xs], width, label=KIND_LABELS.get(kind, kind),
+               color=style.FALLBACK[i % len(style.FALLBACK)], gid=f"bars:{kind}")
     ax.set_xticks(xs + width * (len(counts) - 1) / 2, [str(x) for x in xs])
-    ax.set_xlabel("positive definite solutions S")
+    ax.set_xlabel("positive definite solutions $S$ of the instance")
     ax.set_ylabel("instances")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    with outputs.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    return style.save(fig, path)

@@ -12,7 +12,7 @@ from pathlib import Path
 # No matplotlib.use(): savefig works under any backend (see dualjax/linear/montecarlo/figures.py).
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dualjax import outputs
+from dualjax import style
 
 
 def _series(records: list[dict], key: str):
@@ -20,37 +20,42 @@ def _series(records: list[dict], key: str):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+@style.styled
 def plot_runs(runs: dict[str, list[dict]], path: str | Path, title: str = "") -> Path:
-    """One column per run, rows: objective (F, E), increments, probe top-1."""
+    """One column per run, rows: objective (F, E), increments, probe top-1. A run named after a rule
+    ("SG", "EMA") is drawn in that rule's colour (:func:`dualjax.style.rule_color`); ``path``'s suffix
+    picks the format (png, svg, pdf)."""
     names = list(runs)
     fig, axes = plt.subplots(3, len(names), figsize=(4.2 * len(names), 9), squeeze=False, sharex="col")
     probe_max = max([r.get("probe_top1", 0) for recs in runs.values() for r in recs] + [0.1])
     for j, name in enumerate(names):
         recs = runs[name]
+        color = style.rule_color(name)
         ax = axes[0, j]
-        for key, style in (("F", "-"), ("E", "-")):
+        for key, ls, label in (("F", "-", r"$F(\theta, \psi, \xi)$"),
+                               ("E", "--", r"$E(\theta,\psi) = F(\theta,\psi,\theta)$")):
             x, y = _series(recs, key)
-            ax.plot(x, y, style, label=key if key == "F" else "E(θ,ψ) = F(θ,ψ,θ)")
+            ax.plot(x, y, ls, color=color if key == "F" else "k", label=label)
         x, y = _series(recs, "E")
         if y:
             k = min(range(len(y)), key=y.__getitem__)
             ax.plot([x[k]], [y[k]], "kv", label=f"min E at step {x[k]}")
-        ax.set_title(f"{name}: objective")
+        ax.set(title=f"{name}: objective", ylabel="objective value")
         ax.legend(fontsize=8)
         ax = axes[1, j]
-        for key, label in (("d_theta", "‖θ_t − θ_{t−1}‖"), ("d_psi", "‖ψ_t − ψ_{t−1}‖"),
-                           ("d_xi", "‖ξ_t − ξ_{t−1}‖")):
+        for key, label, ls in (("d_theta", r"$\|\theta_t - \theta_{t-1}\|$", "-"),
+                               ("d_psi", r"$\|\psi_t - \psi_{t-1}\|$", "--"), ("d_xi", r"$\|\xi_t - \xi_{t-1}\|$", ":")):
             x, y = _series(recs, key)
-            ax.semilogy(x, y, label=label)
-        ax.set_title(f"{name}: parameter increments")
+            ax.semilogy(x, y, ls, color=color, label=label)
+        ax.set(title=f"{name}: parameter increments", ylabel="increment norm")
         ax.legend(fontsize=8)
         ax = axes[2, j]
         x, y = _series(recs, "probe_top1")
-        ax.plot(x, y, "o-", label="held-out")
+        ax.plot(x, y, "o-", color=color, label="held-out")
         x, y = _series(recs, "probe_train_top1")
-        ax.plot(x, y, "x--", alpha=0.6, label="probe train")
+        ax.plot(x, y, "x--", color=color, alpha=0.6, label="probe train")
         ax.set_ylim(0, min(1.0, probe_max * 1.15 + 0.05))
-        ax.set_title(f"{name}: attentive-probe top-1")
+        ax.set(title=f"{name}: attentive-probe top-1", ylabel="top-1 accuracy")
         ax.set_xlabel("step")
         ax.legend(fontsize=8)
     if title:
@@ -58,7 +63,4 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, title: str = "") ->
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with outputs.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    return path
+    return Path(style.save(fig, path))
