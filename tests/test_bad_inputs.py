@@ -107,6 +107,8 @@ CASES = {
     "linear-out-file": (["linear", "--out", "{A}/afile"], "'{A}/afile' exists and is not a folder"),
     "linear-out-proc": (["linear", "--out", "/proc/dualjax-out"], "'/proc' is not writable"),
     "linear-out-non-empty": (["linear", "--out", "{A}/full"], "'{A}/full' is not empty (keep.txt)"),
+    "linear-format": (["linear", "--format", "jpg", "--out", "{A}/new"], "invalid choice: 'jpg'"),
+    "mc-format": (["montecarlo", "--format", "eps", "--out", "{A}/new"], "invalid choice: 'eps'"),
     # montecarlo: a million trials would take minutes: the folder is refused before the study
     "mc-out-file": (["montecarlo", "--trials", "1000000", "--out", "{A}/afile"], "exists and is not a folder"),
     "mc-out-below-file": (["montecarlo", "--trials", "1000000", "--out", "{A}/afile/sub"],

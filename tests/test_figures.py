@@ -135,7 +135,7 @@ def test_energy_axes_control_and_rising_spans(tmp_path, saved):
 
 
 def test_linear_dynamics_every_rule_F_of_ema_dense_start(tmp_path, saved):
-    summary = example.run_example(1.0, 0.8, 0.05, steps=400, out=tmp_path / "lin")
+    summary = example.run_example(1.0, 0.8, 0.05, steps=400, out=tmp_path / "lin", fmt="svg")
     (fig,) = saved
     norm_ax, e_ax = fig.axes
     assert norm_ax.get_ylabel() == r"$\|A_t\|_F$" and all(_labelled(ax) for ax in fig.axes)
@@ -150,7 +150,9 @@ def test_linear_dynamics_every_rule_F_of_ema_dense_start(tmp_path, saved):
     assert F.get_ydata()[0] == summary["E0"] and F.get_ydata()[-1] != E_at(e_ax, "ema")[-1]
     labels = _legend_labels(norm_ax)
     assert any("Lemma 4.3" in t for t in labels) and any("$r_2$" in t for t in labels)
-    assert summary["figure"].endswith("linear_dynamics.png")
+    assert summary["figure"] == str(tmp_path / "lin" / "linear_dynamics.svg")  # --format svg
+    assert b"<svg" in (tmp_path / "lin" / "linear_dynamics.svg").read_bytes()[:400]
+    assert not (tmp_path / "lin" / "linear_dynamics.png").exists()
 
 
 def E_at(ax, name):

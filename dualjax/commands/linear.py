@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dualjax import style
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rho", default="1.0", help="ρ = E[xxᵀ] as a JSON number or matrix (default 1.0)")
@@ -28,6 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/linear", help="output folder (empty, or --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace linear_summary.json and linear_dynamics.png in a non-empty --out")
+    parser.add_argument("--format", default="png", choices=style.FORMATS,
+                        help="file format of linear_dynamics (default png; svg / pdf for papers)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -41,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--rules {args.rules!r} names no rule; choose from {list(rules.names())}")
     summary = run_example(parse_matrix(args.rho, "rho"), parse_matrix(args.tau, "tau"), args.lam, rules_=rules_,
                           n=args.n, eta=args.eta, init_scale=args.init_scale, steps=args.steps, seed=args.seed,
-                          out=args.out, overwrite=args.overwrite)
+                          out=args.out, overwrite=args.overwrite, fmt=args.format)
     if args.json:
         print(outputs.dumps_strict(summary))
     else:

@@ -15,6 +15,8 @@ import argparse
 import json
 import time
 
+from dualjax import style
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dualjax import configs, rules
@@ -37,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--engine", choices=("auto", "kernel", "fast", "rules"), default="auto",
                         help="kernel: compiled CPU loop (numba); fast: XLA closed form (any device); rules: "
                              "autodiff of F. auto: kernel on CPU devices, fast on GPU/TPU")
-    parser.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    parser.add_argument("--format", default="png", choices=style.FORMATS,
+                        help="file format of the figures (default png; svg / pdf for papers)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
                        devices=args.devices, threads=args.threads, progress=True)
     elapsed = time.perf_counter() - t0
-    summ = mc.write_study(args.out, results, cfg, args.seed, rules_=rules, figures=not args.no_figures,
+    summ = mc.write_study(args.out, results, cfg, args.seed, rules_=rules, figures=not args.no_figures, fmt=args.format,
                           overwrite=args.overwrite,
                           study_seconds=elapsed, devices=args.devices or len(jax.devices()),
                           platform=jax.devices()[0].platform)

@@ -294,12 +294,16 @@ def energy_cases(results: dict, cfg, seed: int, rules_, max_cases: int = 3) -> l
     return picks[:max_cases]
 
 
-def study_figures(out_dir, results: dict, summ: dict, cfg, rules_) -> list[str]:
-    """All figures of a study of the rule objects ``rules_`` into ``out_dir``; returns their paths."""
-    paths = [plot_fractions(os.path.join(out_dir, "fractions.png"), summ)]
-    paths.append(plot_trajectories(os.path.join(out_dir, "trajectories.png"), rules_, eta=cfg.eta))
-    paths.append(plot_basins(os.path.join(out_dir, "basins.png"), rules_, eta=cfg.eta, grid=41))
+def study_figures(out_dir, results: dict, summ: dict, cfg, rules_, fmt: str = "png") -> list[str]:
+    """All figures of a study of the rule objects ``rules_`` into ``out_dir`` as ``fmt`` (png, svg,
+    pdf); returns their paths."""
+    def name(stem):
+        return os.path.join(out_dir, style.figure_name(stem, fmt))
+
+    paths = [plot_fractions(name("fractions"), summ)]
+    paths.append(plot_trajectories(name("trajectories"), rules_, eta=cfg.eta))
+    paths.append(plot_basins(name("basins"), rules_, eta=cfg.eta, grid=41))
     cases = energy_cases(results, cfg, summ.get("seed", 0), rules_)
     if cases:
-        paths.append(plot_energy(os.path.join(out_dir, "energy.png"), cases, eta=cfg.eta))
+        paths.append(plot_energy(name("energy"), cases, eta=cfg.eta))
     return paths

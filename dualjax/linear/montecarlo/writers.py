@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualjax import outputs
+from dualjax import outputs, style
 from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.figures import study_figures
 from dualjax.linear.montecarlo.slots import OUTCOMES
@@ -25,7 +25,7 @@ from dualjax.rules import describe
 CSV_COLUMNS = ("rule", "index", "rho", "tau", "lam", "delta", "r1", "r2", "outcome", "steps", "final_norm",
                "e_increased", "f_increased", "max_E_rise")
 SUMMARY, CSV = "summary.json", "trials.csv"
-OWNED = (SUMMARY, CSV, "*.png")  # what a study writes into its folder, the summary first
+OWNED = (SUMMARY, CSV, "*.png", "*.svg", "*.pdf")  # what a study writes into its folder, the summary first
 
 
 def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.ndarray]]) -> None:
@@ -46,11 +46,12 @@ def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.nd
 
 
 def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, rules_=None, figures: bool = True,
-                overwrite: bool = False, **extra) -> dict:
+                overwrite: bool = False, fmt: str = "png", **extra) -> dict:
     """Write ``trials.csv``, the figures and, last, ``summary.json``; return the summary.
 
     ``rules_``: the rule objects of the study (their settings go into the summary as
-    ``rule_settings``; the figures rerun them, so ``figures=True`` needs them).
+    ``rule_settings``; the figures rerun them, so ``figures=True`` needs them); ``fmt`` is the
+    figures' format (png, svg or pdf).
     ``out_dir`` must be empty or ``overwrite`` (:func:`dualjax.outputs.check`); the old
     summary.json goes first, then the rest of what a study owns (:data:`OWNED`). Every file is
     written under a temporary name and renamed into place, the figures from a temporary folder,
@@ -58,6 +59,7 @@ def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, 
     it, and a folder without one is an interrupted study. summary.json is strict JSON: a
     non-finite number (e.g. a share of zero trials) is ``null``, listed under ``"non_finite"``.
     """
+    style.check_format(fmt)
     if figures and rules_ is None:
         raise ValueError("write_study(figures=True) needs the study's rule objects: pass rules_=")
     if rules_ is not None:
@@ -71,7 +73,7 @@ def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, 
         staging = outputs.tmp_path(out / "figures")
         staging.mkdir()
         try:
-            names = [Path(p).name for p in study_figures(str(staging), results, summ, cfg, rules_)]
+            names = [Path(p).name for p in study_figures(str(staging), results, summ, cfg, rules_, fmt)]
             for name in names:
                 os.replace(staging / name, out / name)
         finally:
