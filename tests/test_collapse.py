@@ -190,6 +190,8 @@ def test_diagnose_bad_input_gets_one_line_and_exit_2(tmp_path, capsys):
     assert "one label per sample, shape (6,)" in _bad(
         tmp_path, capsys, ["--features", str(tmp_path / "ok.npy"), "--labels", str(tmp_path / "lab.npy")])
     assert "either RUN_DIR or --features" in _bad(tmp_path, capsys, [])
+    assert "figure format must be one of png, svg, pdf, got 'jpg'" in _bad(
+        tmp_path, capsys, ["--features", str(tmp_path / "ok.npy"), "--out", str(tmp_path / "f.jpg")])
     assert "no such run directory" in _bad(tmp_path, capsys, [str(tmp_path / "nope")])
     (tmp_path / "run").mkdir()
     assert "metrics.jsonl: no such file" in _bad(tmp_path, capsys, [str(tmp_path / "run")])

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="integer labels .npy, one per sample: one file for all features files, or one each")
     parser.add_argument("--key", default=None, help="array name inside .npz files (default: the only one, or 'features')")
     parser.add_argument("--out", default=None,
-                        help="figure path (default RUN_DIR/collapse.png, or collapse_features.png beside the first file)")
+                        help="figure path, .png, .svg or .pdf (default RUN_DIR/collapse.png, or "
+                             "collapse_features.png beside the first file)")
     parser.add_argument("--json", action="store_true", help="print the diagnosis as JSON instead of text")
 
 
@@ -57,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("give either RUN_DIR or --features FILE [FILE ...]")
         if args.labels and not args.features:
             raise ValueError("--labels goes with --features")
+        if args.out:
+            from dualjax import style
+
+            style.check_format(Path(args.out).suffix.lstrip(".").lower())
         out, fig = _features(args) if args.features else _run(args)
     except ValueError as err:
         print(f"dualjax diagnose: {err}", file=sys.stderr)
