@@ -56,13 +56,23 @@ def xla_pool(engine: str, rule: str, cfg: Config, block: int, sharding: jax.shar
     pool shrinks 8x at a time and is harvested every 8 ``advance`` calls.
     """
     eng = get_engine(engine, rule, cfg)
+    return make_pool_ops(eng, cfg, block, sharding,
+                         fill=lambda key, index, live: fill_lanes(eng, cfg, key, index, live),
+                         columns=lambda pool: classify_lanes(eng, cfg, pool),
+                         unroll=ADVANCE_UNROLL[rule] if engine == "fast" else 1)
+
+
+def make_pool_ops(eng, cfg, block: int, sharding: jax.sharding.NamedSharding, *, fill, columns,
+                  unroll: int = 1) -> PoolOps:
+    """The XLA pool of any per-lane study: ``fill(key, index, live) -> (trial, slot)`` samples and
+    initializes lanes, ``columns(pool) -> dict`` gives each lane's result columns plus ``done``;
+    the slots are advanced by :func:`~dualjax.linear.montecarlo.slots.advance_slot` with ``eng``.
+    Everything is jitted, sharded over the mesh of ``sharding`` and donated where it can be."""
     on_mesh = lambda tree: jax.lax.with_sharding_constraint(tree, sharding)  # noqa: E731
     put = lambda x: jax.device_put(x, sharding)  # noqa: E731
 
-    def fill(key, index, live):
-        return on_mesh(fill_lanes(eng, cfg, key, index, live))
-
-    unroll = ADVANCE_UNROLL[rule] if engine == "fast" else 1
+    def fill_on_mesh(key, index, live):
+        return on_mesh(fill(key, index, live))
 
     def advance(pool):
         trial, slot = pool
@@ -70,18 +80,18 @@ def xla_pool(engine: str, rule: str, cfg: Config, block: int, sharding: jax.shar
 
     def refill(key, pool, index, mask):
         pick = lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (y.ndim - 1)), x, y)  # noqa: E731
-        return jax.tree_util.tree_map(pick, fill(key, index, mask), pool)
+        return jax.tree_util.tree_map(pick, fill_on_mesh(key, index, mask), pool)
 
     def shrink(pool, take, live):
         trial, slot = jax.tree_util.tree_map(lambda x: x[take], pool)
         return on_mesh(trial), on_mesh(slot._replace(live=live))
 
-    fill_jit, classify_jit = jax.jit(fill), jax.jit(lambda pool: classify_lanes(eng, cfg, pool))
+    fill_jit, columns_jit = jax.jit(fill_on_mesh), jax.jit(columns)
     refill_jit, shrink_jit = jax.jit(refill, donate_argnums=1), jax.jit(shrink)
     advance_jit = jax.jit(advance, donate_argnums=0, compiler_options=_advance_options(sharding))
 
     def harvest(pool, occupied):
-        res = jax.device_get(classify_jit(pool))
+        res = jax.device_get(columns_jit(pool))
         lanes = np.flatnonzero(res.pop("done") & occupied)
         return lanes, {name: col[lanes] for name, col in res.items()}
 
