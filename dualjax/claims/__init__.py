@@ -35,6 +35,7 @@ CLAIMS: dict[str, str] = {
     "prop4.5": "prop4_5",
     "prop4.7": "prop4_7",
     "prop4.10": "prop4_10",
+    "prop4.10-dynamic": "prop4_10_dynamic",
     "prop4.11": "prop4_11",
     "synthetic": "synthetic",
     "fig2": "fig2",

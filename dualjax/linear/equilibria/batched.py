@@ -10,10 +10,12 @@ over instances (and over paths or starts within an instance) and runs as a few X
   instance p₀ = (ρ₀, τ₀, λ₀) are found once per m by total-degree homotopy
   (:func:`start_system`, 6 / 24 / 124 roots for m = 2 / 3 / 4); each is then tracked along
   p(t) = (1 − t) p₀ + t p_k to every instance p_k with the predictor–corrector of
-  :func:`~dualjax.linear.equilibria.homotopy.track_path`. Because p₀ is generic and complex, the
-  segment misses the discriminant locus with probability one, so no path meets a singularity or
-  goes to infinity before t = 1: D paths per instance instead of 2^{m(m+1)/2}. An instance whose
-  D ends are D distinct finite roots is ``complete`` (every real solution is then found);
+  :func:`~dualjax.linear.equilibria.homotopy.path_step` (lane-wise, :mod:`~dualjax.linear.equilibria.lanes`).
+  Because p₀ is generic and complex, the segment misses the discriminant locus with probability
+  one, so no path meets a singularity or goes to infinity before t = 1: D paths per instance
+  instead of 2^{m(m+1)/2}. An instance whose D ends are D distinct finite roots is ``complete``
+  (every real solution is then found); the others are tracked again along a bent path through a
+  random complex p_mid, and the roots merged;
 * **full rank, m ≥ 5**: many-start Levenberg–Marquardt as for rank r < m (real roots only);
 * **rank r < m**: equation (ii) M S M = S τᵀ S τ in the factor W ∈ ℝ^{r×m}, S = WᵀW, by many-start
   Levenberg–Marquardt (:func:`~dualjax.linear.equilibria.newton.levenberg_marquardt`), vmapped
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +39,16 @@ import numpy as np
 
 from dualjax import checks
 from dualjax.linear.equilibria.homotopy import expected_complex_count, path_start, path_step, total_degree_roots
+from dualjax.linear.equilibria.lanes import (
+    block_fn,
+    chunked,
+    freeze,
+    iterate_lanes,
+    prop45_residual,
+    rank_residual_small,
+    small_solve,
+    sym,
+)
 from dualjax.linear.equilibria.newton import levenberg_marquardt, lm_starts
 from dualjax.linear.equilibria.system import apriori_bound
 from dualjax.linear.spheres import discriminant, radii
@@ -44,9 +56,10 @@ from dualjax.linear.spheres import discriminant, radii
 # Tolerances: a root is real if |Im x| < REAL_TOL (1 + |x|); two solutions are one if
 # ‖S − T‖ ≤ SAME_TOL (1 + ‖T‖); a solution is accepted if equation (ii) holds to RESIDUAL_TOL.
 REAL_TOL, SAME_TOL, RESIDUAL_TOL = 1e-8, 1e-7, 1e-10
-# Lanes (paths or starts) advanced per XLA call: the smallest size that holds the live lanes
-# (the largest, repeatedly, while more are live); one compilation per size.
-CHUNKS = (4096, 512, 64)
+# The parameter homotopy's first step in t, and its corrector tolerance along the path (looser than
+# the total-degree tracker's 1e-9: 30 % fewer steps and fewer failed paths at m = 3; every end is
+# polished by Newton to 1e-8 or dropped).
+H0, PATH_TOL = 0.05, 1e-7
 
 
 class StartSystem(NamedTuple):
@@ -78,111 +91,13 @@ def start_system(m: int, seed: int = 0, restarts: int = 20) -> StartSystem:
     return StartSystem(rho0, tau0, lam0, roots)
 
 
-# --------------------------------------------------------------------------- tiny matrices, lane-wise
-# Vmapped over 10⁴ lanes, XLA:CPU runs a batch of 2×2 or 3×3 matrix products or LAPACK solves as one
-# small library call per lane (≈ 7× slower than plain arithmetic at m = 2). These forms are the same
-# formulas written as broadcast multiply-adds, which XLA fuses into loops over the lanes.
-
-def small_matmul(a, b):
-    """a @ b for small matrices as a broadcast multiply-add (fuses under vmap)."""
-    return jnp.sum(a[..., :, :, None] * b[..., None, :, :], axis=-2)
-
-
-def small_solve(A, b):
-    """A⁻¹ b for one small N×N system (b of shape (N,) or (N, k)) by Gaussian elimination with
-    partial pivoting, unrolled over the static N: elementwise arithmetic under vmap."""
-    N = A.shape[-1]
-    vector = b.ndim == 1
-    M = jnp.concatenate([A, b[:, None] if vector else b], axis=1)
-    rows = jnp.arange(N)
-    for k in range(N):
-        p = k + jnp.argmax(jnp.abs(M[k:, k]))
-        M = M[jnp.where(rows == k, p, jnp.where(rows == p, k, rows))]  # swap rows k and p
-        M = M.at[k + 1:].add(-(M[k + 1:, k] / M[k, k])[:, None] * M[k])
-    x = [None] * N
-    for k in reversed(range(N)):
-        x[k] = (M[k, N:] - sum(M[k, j] * x[j] for j in range(k + 1, N))) / M[k, k]
-    x = jnp.stack(x)
-    return x[:, 0] if vector else x
-
-
-def _sym(x, m: int):
-    """:func:`~dualjax.linear.equilibria.system.sym_from_vec` by static indexing."""
-    pos = {ij: k for k, ij in enumerate(zip(*np.triu_indices(m)))}
-    return jnp.stack([jnp.stack([x[pos[min(i, j), max(i, j)]] for j in range(m)]) for i in range(m)])
-
-
-def prop45_residual(x, rho, tau, lam, m: int):
-    """:func:`~dualjax.linear.equilibria.system.residual_vec` (the upper triangle of
-    (ρS + λI)(Sρ + λI) − τᵀSτ at S = sym(x)) in the lane-wise form."""
-    S, eye = _sym(x, m), jnp.eye(m)
-    R = small_matmul(small_matmul(rho, S) + lam * eye, small_matmul(S, rho) + lam * eye) \
-        - small_matmul(small_matmul(tau.T, S), tau)
-    return jnp.stack([R[i, j] for i, j in zip(*np.triu_indices(m))])
-
-
-def rank_residual_small(w, rho, tau, lam, rank: int):
-    """:func:`~dualjax.linear.equilibria.newton.rank_residual` (equation (ii) in W, S = WᵀW) in the
-    lane-wise form: Φ(W) = W M − W (ρS + λI)⁻¹ τᵀ S τ."""
-    m = rho.shape[0]
-    W, eye = w.reshape(rank, m), jnp.eye(m)
-    S = small_matmul(W.T, W)
-    rhs = small_solve(small_matmul(rho, S) + lam * eye, small_matmul(small_matmul(tau.T, S), tau))
-    return (small_matmul(W, small_matmul(S, rho) + lam * eye) - small_matmul(W, rhs)).ravel()
-
-
-# --------------------------------------------------------------------------- lanes
-
-
-def _lanes_sharding() -> jax.sharding.NamedSharding:
-    devices = jax.devices()
-    mesh = jax.make_mesh((len(devices),), ("lanes",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
-    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("lanes"))
-
-
-def iterate_lanes(block_fn, state, active: Callable, *, max_rounds: int):
-    """Run independent per-lane iterations to completion, a few steps at a time on the live lanes only.
-
-    ``state`` is a pytree of host arrays with a leading lane axis; ``block_fn`` (jitted, vmapped)
-    advances a chunk of lanes (a size of :data:`CHUNKS`) by a fixed number of steps, leaving finished lanes unchanged; ``active(state) -> (L,) bool`` says which lanes
-    still run. Each round gathers the live lanes into chunks (padded by repeating lanes) and scatters
-    the results back, so a few slow paths do not hold the whole batch: the work is the sum of the
-    lanes' step counts, not the batch size times the slowest one. Only two chunk shapes are compiled.
-    """
-    state = jax.tree_util.tree_map(np.array, state)
-    for _ in range(max_rounds):
-        live = np.flatnonzero(active(state))
-        if live.size == 0:
-            break
-        size = next((c for c in CHUNKS[::-1] if c >= live.size), CHUNKS[0])
-        for lo in range(0, live.size, size):
-            sel = live[lo:lo + size]
-            out = block_fn(jax.tree_util.tree_map(lambda a: a[np.resize(sel, size)], state))
-            for a, o in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(jax.device_get(out))):
-                a[sel] = o[: sel.size]
-    return state
-
-
-def _block_fn(lane_step, block: int):
-    """``block`` steps of ``lane_step`` (which freezes finished lanes), vmapped, jitted, sharded over the lanes."""
-    sharding = _lanes_sharding()
-    run = jax.vmap(lambda c: jax.lax.fori_loop(0, block, lambda _, c: lane_step(c), c))
-    return jax.jit(run, in_shardings=sharding, out_shardings=sharding)
-
-
-def _freeze(active, new, old):
-    return jax.tree_util.tree_map(lambda x, y: jnp.where(active, x, y), new, old)
-
-
 @functools.lru_cache(maxsize=8)
-def _homotopy_block(m: int, seed: int, max_steps: int, max_norm: float):
-    """Parameter-homotopy steps for lanes ((x, t, h, steps, status), p₁): one root of
-    f(·; p₀) tracked along p(t) = (1 − t) p₀ + t p₁ (:func:`~dualjax.linear.equilibria.homotopy.path_step`)."""
-    start = start_system(m, seed)
-    p0 = tuple(jnp.asarray(v, jnp.complex128) for v in (start.rho, start.tau, start.lam))
+def _homotopy_block(m: int, max_steps: int, max_norm: float):
+    """Parameter-homotopy steps for lanes ((x, t, h, steps, status), p₀, p₁): a root x of f(·; p₀)
+    tracked along p(t) = (1 − t) p₀ + t p₁ (:func:`~dualjax.linear.equilibria.homotopy.path_step`)."""
 
     def lane_step(lane):
-        carry, p1 = lane
+        carry, p0, p1 = lane
         dp = tuple(b - a for a, b in zip(p0, p1))
 
         def at(t):
@@ -195,9 +110,10 @@ def _homotopy_block(m: int, seed: int, max_steps: int, max_norm: float):
             return jax.jvp(lambda *p: prop45_residual(x, *p, m), at(t), dp)[1]
 
         running = (carry[4] == 0) & (carry[3] < max_steps)
-        return _freeze(running, path_step(H, H_t, carry, max_norm=max_norm, solve=small_solve), carry), p1
+        new = path_step(H, H_t, carry, max_norm=max_norm, solve=small_solve, tol=PATH_TOL)
+        return freeze(running, new, carry), p0, p1
 
-    return _block_fn(lane_step, 8)
+    return block_fn(lane_step, 8)
 
 
 @functools.lru_cache(maxsize=8)
@@ -211,39 +127,36 @@ def _lm_block(m: int, rank: int):
         new = levenberg_marquardt(w, *data, rank=rank, iters=1, solve=small_solve, residual=rank_residual_small)
         res = jnp.linalg.norm(rank_residual_small(new, *data, rank))
         finished = res <= 1e-14 * (1 + jnp.sum(new * new))
-        return _freeze(~done, (new, steps + 1, finished), (w, steps, done)) + (data,)
+        return freeze(~done, (new, steps + 1, finished), (w, steps, done)) + (data,)
 
-    return _block_fn(lane_step, 10)
+    return block_fn(lane_step, 10)
 
 
-@functools.partial(jax.jit, static_argnames=("m", "iters"))
-def _newton_lanes(x, rho, tau, lam, *, m: int, iters: int):
-    """``iters`` Newton steps on Prop 4.5's system per lane (x (L, N) real or complex, data per lane),
-    and the residual norm after them (lane-wise forms; a non-finite step is not taken)."""
+@functools.lru_cache(maxsize=8)
+def _newton_fn(m: int, iters: int, complex_: bool):
+    """Jitted, vmapped: ``iters`` Newton steps on Prop 4.5's system per lane ((x, ρ, τ, λ) per lane,
+    real or complex) and the residual norm after them (a non-finite step is not taken)."""
 
-    def one(x, r, t, l):
+    def one(lane):
+        x, r, t, l = lane
         f = functools.partial(prop45_residual, rho=r, tau=t, lam=l, m=m)
         for _ in range(iters):
-            dx = small_solve(jax.jacfwd(f, holomorphic=jnp.iscomplexobj(x))(x), -f(x))
+            dx = small_solve(jax.jacfwd(f, holomorphic=complex_)(x), -f(x))
             x = jnp.where(jnp.all(jnp.isfinite(dx)), x + dx, x)
         return x, jnp.linalg.norm(f(x))
 
-    return jax.vmap(one)(x, rho, tau, lam)
+    return jax.jit(jax.vmap(one))
 
 
-def _track_roots(rho, tau, lam, seed: int, max_steps: int, max_norm: float):
-    """Start system ``seed``'s roots tracked to every instance and polished: x (K, D, N) complex and
-    ok (K, D) (the path reached t = 1 and the root's residual is < 1e-8 (1 + ‖x‖²))."""
-    K, m = rho.shape[0], rho.shape[-1]
-    roots0 = start_system(m, seed).roots
-    D = roots0.shape[0]
-    data = tuple(np.repeat(np.asarray(a, np.complex128), D, axis=0) for a in (rho, tau, lam))
-    lanes = (tuple(np.asarray(c) for c in jax.vmap(path_start)(jnp.asarray(np.tile(roots0, (K, 1))))), data)
-    carry, _ = iterate_lanes(_homotopy_block(m, seed, max_steps, max_norm), lanes,
-                             lambda s: (s[0][4] == 0) & (s[0][3] < max_steps), max_rounds=max_steps)
-    x, res = (np.asarray(a) for a in _newton_lanes(carry[0], *data, m=m, iters=3))
-    ok = (carry[4] == 1) & np.isfinite(res) & (res < 1e-8 * (1 + np.linalg.norm(x, axis=-1) ** 2))
-    return x.reshape(K, D, -1), ok.reshape(K, D)
+def _track(x0, p0, p1, m: int, max_steps: int, max_norm: float):
+    """Roots x0 (L, N) of f(·; p₀) tracked to f(·; p₁) (p₀, p₁: per-lane (ρ, τ, λ), complex) and
+    polished: x (L, N) and ok (L,) (the path reached t = 1 and the residual is < 1e-8 (1 + ‖x‖²))."""
+    p0, p1 = (tuple(np.asarray(a, np.complex128) for a in p) for p in (p0, p1))
+    start = tuple(np.asarray(c) for c in jax.vmap(lambda x: path_start(x, H0))(jnp.asarray(x0, jnp.complex128)))
+    carry, *_ = iterate_lanes(_homotopy_block(m, max_steps, max_norm), (start, p0, p1),
+                              lambda s: (s[0][4] == 0) & (s[0][3] < max_steps), max_rounds=max_steps)
+    x, res = chunked(_newton_fn(m, 3, True), (carry[0],) + p1)
+    return x, (carry[4] == 1) & np.isfinite(res) & (res < 1e-8 * (1 + np.linalg.norm(x, axis=-1) ** 2))
 
 
 def full_rank_batch(rho, tau, lam, *, seed: int = 0, max_steps: int = 2000, max_norm: float = 1e8):
@@ -251,8 +164,8 @@ def full_rank_batch(rho, tau, lam, *, seed: int = 0, max_steps: int = 2000, max_
 
     Returns ``(S (K, C, m, m) with NaN where no real root, complex_found (K,), complete (K,))``.
     m = 1: Prop 4.11's closed form (C = 2). m ≥ 2: the parameter homotopy from start system ``seed``
-    (:func:`start_system`); instances with fewer than the generic count D of distinct roots are
-    tracked again from start system ``seed + 1`` and the roots merged (C = 2D).
+    (:func:`start_system`, D roots). Instances with fewer than D distinct roots are tracked again
+    along a bent path, p₀ → p_mid → p_k through a random complex p_mid, and the roots merged (C = 2D).
     """
     K, m = rho.shape[0], rho.shape[-1]
     if m == 1:  # Prop 4.11: S = r₂², r₁² when Δ ≥ 0
@@ -260,28 +173,45 @@ def full_rank_batch(rho, tau, lam, *, seed: int = 0, max_steps: int = 2000, max_
         ok = np.asarray(discriminant(rho[:, 0, 0], tau[:, 0, 0], lam)) >= 0
         S = np.where(ok[:, None], np.stack([r2**2, r1**2], axis=1), np.nan)[..., None, None]
         return S, np.full(K, 2), np.ones(K, bool)
-    x, ok = _track_roots(rho, tau, lam, seed, max_steps, max_norm)
-    D = x.shape[1]
+    start = start_system(m, seed)
+    D = start.roots.shape[0]
+    p0 = (start.rho, start.tau, start.lam)
+    targets = tuple(np.repeat(np.asarray(a, np.complex128), D, axis=0) for a in (rho, tau, lam))
+    x, ok = _track(np.tile(start.roots, (K, 1)), tuple(np.broadcast_to(a, (K * D,) + np.shape(a)) for a in p0),
+                   targets, m, max_steps, max_norm)
+    x, ok = x.reshape(K, D, -1), ok.reshape(K, D)
     again = np.flatnonzero(_distinct(x, ok, SAME_TOL).sum(axis=1) < D)
     x, ok = np.concatenate([x, np.zeros_like(x)], axis=1), np.concatenate([ok, np.zeros_like(ok)], axis=1)
     if again.size:
-        x[again, D:], ok[again, D:] = _track_roots(rho[again], tau[again], lam[again], seed + 1, max_steps, max_norm)
+        rng = np.random.default_rng([seed, m, 1])
+        mid = tuple(a + 0.5 * (rng.standard_normal(np.shape(a)) + 1j * rng.standard_normal(np.shape(a))) for a in p0)
+        mid = (mid[0] + mid[0].T) / 2, mid[1], mid[2]
+        x_mid, ok_mid = _track(start.roots, tuple(np.broadcast_to(a, (D,) + np.shape(a)) for a in p0),
+                               tuple(np.broadcast_to(a, (D,) + np.shape(a)) for a in mid), m, max_steps, max_norm)
+        if ok_mid.all():
+            x2, ok2 = _track(np.tile(x_mid, (again.size, 1)),
+                             tuple(np.broadcast_to(a, (again.size * D,) + np.shape(a)) for a in mid),
+                             tuple(np.repeat(np.asarray(a)[again], D, axis=0).astype(np.complex128) for a in (rho, tau, lam)),
+                             m, max_steps, max_norm)
+            x[again, D:], ok[again, D:] = x2.reshape(again.size, D, -1), ok2.reshape(again.size, D)
     distinct = _distinct(x, ok, SAME_TOL)
     found = distinct.sum(axis=1)
     real = distinct & np.all(np.abs(x.imag) < REAL_TOL * (1 + np.abs(x)), axis=-1)
     C = x.shape[1]
-    xr, _ = _newton_lanes(np.where(real[..., None], x.real, 0.0).reshape(K * C, -1),
-                          *(np.repeat(a, C, axis=0) for a in (rho, tau, lam)), m=m, iters=2)
-    S = np.asarray(jax.vmap(lambda z: _sym(z, m))(xr)).reshape(K, C, m, m)
+    xr, _ = chunked(_newton_fn(m, 2, False), (np.where(real[..., None], x.real, 0.0).reshape(K * C, -1),)
+                    + tuple(np.repeat(np.asarray(a, float), C, axis=0) for a in (rho, tau, lam)))
+    S = np.asarray(jax.vmap(lambda z: sym(z, m))(jnp.asarray(xr))).reshape(K, C, m, m)
     return np.where(real[..., None, None], S, np.nan), found, found == D
 
 
 def rank_deficient_batch(rho, tau, lam, rank: int, *, starts: int = 32, seed: int = 0, iters: int = 150):
     """Solutions of equation (ii) with rank S = r for every instance, from ``starts`` random factors each
-    (:func:`~dualjax.linear.equilibria.newton.lm_starts`), at most ``iters`` LM steps: S (K, starts, m, m),
+    (:func:`~dualjax.linear.equilibria.newton.lm_starts`, ‖S‖ log-uniform over 10⁻⁴ … 1.5 × the a-priori
+    bound, so small partial-collapse equilibria are reached too), at most ``iters`` LM steps: S (K, starts, m, m),
     NaN where a start failed (residual of (ii) ≥ 1e-10 or numerical rank ≠ r). Duplicates are left in."""
     K, m = rho.shape[0], rho.shape[-1]
-    w0 = lm_starts(np.random.default_rng([seed, rank]), starts, rank, m, apriori_bound(rho, tau))
+    w0 = lm_starts(np.random.default_rng([seed, rank]), starts, rank, m, apriori_bound(rho, tau), spread=(1e-4, 1.5),
+                   log=True)
     data = tuple(np.repeat(np.asarray(a, float), starts, axis=0) for a in (rho, tau, lam))
     L = K * starts
     lanes = (w0.reshape(L, -1), np.zeros(L, np.int32), np.zeros(L, bool), data)
@@ -359,10 +289,12 @@ def loewner_maximal(S: np.ndarray, valid: np.ndarray, tol: float = 1e-9) -> np.n
 
 
 @checks.float64
-def enumerate_batch(rho, tau, lam, *, rank_deficient: bool = True, starts: int = 32, seed: int = 0) -> BatchEnumeration:
+def enumerate_batch(rho, tau, lam, *, rank_deficient: bool = True, starts: int = 32, seed: int = 0,
+                    start: int = 0) -> BatchEnumeration:
     """Every SG / EMA equilibrium component of K instances: full-rank (PD) solutions of Prop 4.5,
-    rank-deficient solutions of (ii) if ``rank_deficient`` (``starts`` LM starts per rank), and the
-    origin. ρ (K, m, m) positive definite, τ (K, m, m), λ (K,) > 0 (module doc for the methods)."""
+    rank-deficient solutions of (ii) if ``rank_deficient`` (``starts`` LM starts per rank, drawn with
+    ``seed``), and the origin. ρ (K, m, m) positive definite, τ (K, m, m), λ (K,) > 0; ``start``
+    picks the homotopy's start system (:func:`start_system`, cached; module doc for the methods)."""
     rho, tau, lam = (np.asarray(a, float) for a in (rho, tau, lam))
     if rho.ndim != 3 or rho.shape[1] != rho.shape[2] or tau.shape != rho.shape or lam.shape != rho.shape[:1]:
         raise ValueError(f"need rho, tau of shape (K, m, m) and lam of shape (K,); got {rho.shape}, {tau.shape}, "
@@ -375,7 +307,7 @@ def enumerate_batch(rho, tau, lam, *, rank_deficient: bool = True, starts: int =
     seconds = {}
     t0 = time.perf_counter()
     if m <= 4:
-        full, found, complete = full_rank_batch(rho, tau, lam, seed=seed)
+        full, found, complete = full_rank_batch(rho, tau, lam, seed=start)
     else:  # no generic root count known: real roots only, many-start
         full = rank_deficient_batch(rho, tau, lam, m, starts=starts, seed=seed)
         found, complete = np.full(K, -1), np.zeros(K, bool)

@@ -29,16 +29,17 @@ from dualjax.linear.equilibria.system import (
 )
 
 
-def path_start(x0):
-    """The tracker's carry at t = 0: (x, t, h, steps, status) with the first step h = 0.01."""
-    return (x0, jnp.zeros(()), jnp.asarray(0.01), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+def path_start(x0, h0: float = 0.01):
+    """The tracker's carry at t = 0: (x, t, h, steps, status) with the first step h = ``h0``."""
+    return (x0, jnp.zeros(()), jnp.asarray(h0), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
-def path_step(H, H_t, carry, *, max_norm, solve=jnp.linalg.solve):
+def path_step(H, H_t, carry, *, max_norm, solve=jnp.linalg.solve, tol: float = 1e-9):
     """One predictor–corrector step of a homotopy H(x, t) = 0 (H holomorphic in x, H_t its t-derivative).
 
     Predictor: RK4 on dx/dt = −H_x⁻¹ H_t; corrector: 3 Newton steps; the step is accepted if the
-    corrector contracts, then doubled (×1.8, at most 0.1), else halved. ``carry`` is
+    corrector contracts (its third correction below ``tol`` relative), then doubled (×1.8, at most
+    0.1), else halved. ``carry`` is
     (x, t, h, steps, status); status becomes 1 at t = 1, 2 past ``max_norm`` (the path goes to
     infinity), 3 once the step is below 1e-13, and stays 0 while the path runs. ``solve(A, b)``
     solves the N×N linear systems (LAPACK by default; the batched solver passes an unrolled one).
@@ -71,7 +72,7 @@ def path_step(H, H_t, carry, *, max_norm, solve=jnp.linalg.solve):
     ok = (
         jnp.all(jnp.isfinite(xc))
         & (norms[0] < 0.1 * scale)
-        & (norms[2] < 1e-9 * scale)
+        & (norms[2] < tol * scale)
         & (norms[2] <= norms[0])
     )
     x = jnp.where(ok, xc, x)

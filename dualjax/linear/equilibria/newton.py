@@ -143,12 +143,15 @@ def levenberg_marquardt(w, rho, tau, lam, *, rank: int, iters: int, solve=jnp.li
     return jax.lax.scan(body, w, None, length=iters)[0]
 
 
-def lm_starts(rng: np.random.Generator, starts: int, rank: int, m: int, bound) -> np.ndarray:
-    """``starts`` random factors w ∈ ℝ^{r·m} with ‖WᵀW‖ spread over (0.02, 1.5) × the a-priori bound;
-    ``bound`` of shape (K,) gives (K, starts, r·m) (one set per instance)."""
+def lm_starts(rng: np.random.Generator, starts: int, rank: int, m: int, bound, *,
+              spread: tuple[float, float] = (0.02, 1.5), log: bool = False) -> np.ndarray:
+    """``starts`` random factors w ∈ ℝ^{r·m} with ‖WᵀW‖ spread over ``spread`` × the a-priori bound
+    (uniformly, or log-uniformly with ``log``); ``bound`` of shape (K,) gives (K, starts, r·m)."""
     bound = np.asarray(bound, float)
     w0 = rng.standard_normal(bound.shape + (starts, rank * m))
-    u = rng.uniform(0.02, 1.5, bound.shape + (starts, 1))
+    lo, hi = spread
+    u = (np.exp(rng.uniform(np.log(lo), np.log(hi), bound.shape + (starts, 1))) if log
+         else rng.uniform(lo, hi, bound.shape + (starts, 1)))
     scale = np.sqrt(bound[..., None, None] * u / rank) / np.linalg.norm(w0, axis=-1, keepdims=True)
     return w0 * (scale * np.sqrt(rank))
 

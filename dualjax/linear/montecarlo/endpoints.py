@@ -46,7 +46,8 @@ FULL_RANK, PARTIAL, ORIGIN, NOT_CONVERGED, DIVERGED = range(5)
 JACOBIAN = (STABLE, SADDLE, DEGENERATE, "none")
 # |μ| within JAC_TOL of 1 is neither stable nor unstable; S* is an enumerated S_k within MATCH_TOL.
 JAC_TOL, MATCH_TOL = 1e-7, 1e-6
-CHUNK = 1024
+# States per XLA call (one compilation; the last call is padded).
+CHUNK = 512
 NEWTON_STEPS = 3
 
 
@@ -104,11 +105,14 @@ def _polisher(rule, cfg):
     def one(z, zi, inst, drop):
         f = _step_map(rule, cfg, inst)
         P = z.size
-        for _ in range(NEWTON_STEPS):
+
+        def newton(_, z):
             U, s, Vh = jnp.linalg.svd(_jacobian(f, z, zi) - jnp.eye(P, dtype=z.dtype))
             inv = jnp.where(jnp.arange(P) < P - drop, 1.0 / jnp.where(s > 0, s, 1.0), 0.0)
             dz = -Vh.T @ (inv * (U.T @ (f(z, zi) - z)))
-            z = jnp.where(jnp.all(jnp.isfinite(dz)), z + dz, z)
+            return jnp.where(jnp.all(jnp.isfinite(dz)), z + dz, z)
+
+        z = jax.lax.fori_loop(0, NEWTON_STEPS, newton, z)
         return z, jnp.linalg.norm(f(z, zi) - z), _jacobian(f, z, zi)
 
     return jax.jit(jax.vmap(one))
@@ -128,6 +132,24 @@ def jacobian_class(T: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndar
     n_unstable = np.sum(transversal & (mu > 1 + JAC_TOL), axis=1)
     stable = np.all(~transversal | (mu < 1 - JAC_TOL), axis=1)
     return np.where(n_unstable > 0, 1, np.where(stable, 0, 2)), n_unstable
+
+
+def fixed_points(rule, cfg, z, zi, data: dict, drop):
+    """For states z (K, P) (integer leaves zi) of ``rule`` on instances ``data`` (ρ, τ, λ, σ stacked):
+    the nearby fixed points z* of the step map (Newton, the ``drop`` orbit directions left out), the
+    residuals ‖step(z*) − z*‖, and the Jacobian check at z* (class codes into :data:`JACOBIAN`,
+    n_unstable). Runs in chunks of :data:`CHUNK` states."""
+    K = z.shape[0]
+    out = (np.full_like(z, np.nan), np.full(K, np.inf), np.full(K, 3), np.zeros(K, int))
+    polish = _polisher(rule, cfg)
+    for lo in range(0, K, CHUNK):
+        sel = np.arange(lo, min(K, lo + CHUNK))
+        pad = np.resize(sel, CHUNK)
+        with jax.enable_x64(True):
+            zs, res, T = jax.device_get(polish(z[pad], zi[pad], {k: v[pad] for k, v in data.items()}, drop[pad]))
+        out[0][sel], out[1][sel] = zs[: sel.size], res[: sel.size]
+        out[2][sel], out[3][sel] = jacobian_class(T[: sel.size], drop[sel])
+    return out
 
 
 def classify_endpoints(rule, cfg, ends: dict, enum) -> dict[str, np.ndarray]:
@@ -152,15 +174,9 @@ def classify_endpoints(rule, cfg, ends: dict, enum) -> dict[str, np.ndarray]:
     jac, n_unstable = np.full(K, 3), np.zeros(K, int)
     fixed_res = np.full(K, np.inf)
     idx = np.flatnonzero(converged)
-    polish = _polisher(rule, cfg)
-    for lo in range(0, idx.size, CHUNK):
-        sel = idx[lo:lo + CHUNK]
-        pad = np.resize(sel, CHUNK)
-        with jax.enable_x64(True):
-            zs, res, T = jax.device_get(polish(ends["z"][pad], ends["zi"][pad],
-                                               {k: v[pad] for k, v in data.items()}, drop[pad]))
-        z_star[sel], fixed_res[sel] = zs[: sel.size], res[: sel.size]
-        jac[sel], n_unstable[sel] = jacobian_class(T[: sel.size], drop[sel])
+    z_star[idx], fixed_res[idx], jac[idx], n_unstable[idx] = fixed_points(
+        rule, cfg, np.asarray(ends["z"])[idx], np.asarray(ends["zi"])[idx], {k: v[idx] for k, v in data.items()},
+        drop[idx])
     A_star = z_star[:, : n * m].reshape(K, n, m)  # θ = A leads the state (StepState.theta)
     S_star = np.swapaxes(A_star, 1, 2) @ A_star
     root, root_star = _sqrtm_psd(np.nan_to_num(S)), _sqrtm_psd(np.nan_to_num(S_star))
@@ -189,3 +205,29 @@ def classify_endpoints(rule, cfg, ends: dict, enum) -> dict[str, np.ndarray]:
         "e_increased": np.asarray(ends["e_increased"], bool), "max_E_rise": np.asarray(ends["max_E_rise"]),
         "has_full_rank": np.any(enum.rank == m, axis=1), "instance_complete": np.asarray(enum.complete, bool),
     }
+
+
+def component_classes(rule, cfg, enum, data: dict, instances) -> np.ndarray:
+    """The Jacobian check (class codes into :data:`JACOBIAN`) of every enumerated component of the
+    given ``instances`` under ``rule``: at the Cor 4.6 point A = [√S; 0], B = Aτ(Sρ + λI)⁻¹Aᵀ with
+    the rule's initial teacher state; −1 where there is no component (padding). ``data``: ρ, τ, λ, σ
+    of all instances."""
+    k = np.asarray(instances, int)
+    valid = enum.rank[k] >= 0
+    kk, ii = np.nonzero(valid)
+    out = np.full(valid.shape, -1)
+    if kk.size == 0:
+        return out
+    inst = {name: np.asarray(v)[k][kk] for name, v in data.items()}
+    S = enum.S[k][kk, ii]
+    w, V = np.linalg.eigh(S)
+    root = (V * np.sqrt(np.clip(w, 0, None))[:, None, :]) @ np.swapaxes(V, 1, 2)
+    A = np.concatenate([root, np.zeros((S.shape[0], cfg.n - cfg.m, cfg.m))], axis=1)
+    M = S @ inst["rho"] + inst["lam"][:, None, None] * np.eye(cfg.m)
+    B = A @ inst["tau"] @ np.linalg.solve(M, np.swapaxes(A, 1, 2))
+    init, _ = rules.make_step(model.objective(0.0).F, rule, optax.sgd(cfg.eta))
+    with jax.enable_x64(True):
+        z, zi = jax.device_get(jax.vmap(lambda a, b: flatten_state(init(a, b)))(jnp.asarray(A), jnp.asarray(B)))
+    drop = np.asarray([orbit_dimension(cfg.n, int(r)) for r in enum.rank[k][kk, ii]])
+    out[kk, ii] = fixed_points(rule, cfg, z, zi, inst, drop)[2]
+    return out

@@ -25,6 +25,7 @@ trial; vmap them.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -136,5 +137,10 @@ def instance_moments(inst: Instance) -> model.Moments:
 
 
 def sample_instances(key, indices, cfg, sampler: Sampler) -> Instance:
-    """Trials ``indices`` (a 1-D array) as one batched :class:`Instance` (vmapped :func:`sample_instance`)."""
-    return jax.vmap(lambda i: sample_instance(key, i, cfg, sampler))(jnp.asarray(indices, jnp.int32))
+    """Trials ``indices`` (a 1-D array) as one batched :class:`Instance` (vmapped :func:`sample_instance`, jitted)."""
+    return _sample_batch(cfg, sampler)(key, jnp.asarray(indices, jnp.int32))
+
+
+@functools.lru_cache(maxsize=32)
+def _sample_batch(cfg, sampler):
+    return jax.jit(jax.vmap(lambda key, i: sample_instance(key, i, cfg, sampler), in_axes=(None, 0)))

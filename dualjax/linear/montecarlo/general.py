@@ -40,7 +40,7 @@ from dualjax import checks, rules
 from dualjax.linear import model
 from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch
 from dualjax.linear.montecarlo.config import DEFAULT_RANGES, check_config
-from dualjax.linear.montecarlo.endpoints import classify_endpoints, flatten_state
+from dualjax.linear.montecarlo.endpoints import classify_endpoints, component_classes, flatten_state
 from dualjax.linear.montecarlo.engines import Engine
 from dualjax.linear.montecarlo.ensemble import (
     Instance,
@@ -54,6 +54,7 @@ from dualjax.linear.montecarlo.slots import advance_slot, finish_slot, init_slot
 from dualjax.linear.montecarlo.xlapool import make_pool_ops
 
 GENERAL_RULES = ("sg", "ema")
+_DATA = ("rho", "tau", "lam", "sigma")
 
 
 @dataclass(frozen=True)
@@ -207,13 +208,15 @@ def run_instances(instances: Instance, rule, cfg: GeneralConfig) -> dict[str, np
 class GeneralStudy(NamedTuple):
     """A general-m study: the config, the seed, per rule the classified columns
     (:func:`~dualjax.linear.montecarlo.endpoints.classify_endpoints`), the enumeration of every
-    instance's equilibria, and wall times."""
+    instance's equilibria, per rule the Jacobian check of the components of the first instances
+    (:func:`~dualjax.linear.montecarlo.endpoints.component_classes`, (K', E), −1 padding), and wall times."""
 
     cfg: GeneralConfig
     seed: int
     columns: dict
     enumeration: BatchEnumeration
     seconds: dict
+    components: dict
 
     def config_dict(self) -> dict:
         return asdict(self.cfg)
@@ -221,11 +224,14 @@ class GeneralStudy(NamedTuple):
 
 def general_study(trials: int, rules_=GENERAL_RULES, cfg: GeneralConfig = GeneralConfig(), *, seed: int = 0,
                   sampler: str | Callable | None = None, chunk: int = 2048, block: int | None = None,
-                  devices: int | None = None, progress: bool = False, starts: int = 32) -> GeneralStudy:
+                  devices: int | None = None, progress: bool = False, starts: int = 32,
+                  components: int = 256) -> GeneralStudy:
     """``trials`` trials of every rule on the same instances (trial i = (seed, i)), classified against
     every equilibrium of its instance, in float64. ``rules_``: names or rule objects; ``sampler``: a
     name or function (default ``cfg.ensemble``); ``starts``: LM starts per rank for the rank-deficient
-    equilibria. The pool and its arguments are :func:`run_rule`'s."""
+    equilibria; ``components``: the components of the first this many instances also get the
+    Jacobian check under every rule (which are stable, which are saddles). The pool and its
+    arguments are :func:`run_rule`'s."""
     checks.check_positive_int(trials, "trials")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -241,7 +247,8 @@ def general_study(trials: int, rules_=GENERAL_RULES, cfg: GeneralConfig = Genera
             inst = jax.device_get(sample_instances(key, np.arange(trials), cfg, sampler))
             enum = enumerate_batch(inst.rho, inst.tau, inst.lam, starts=starts, seed=seed)
             seconds["equilibria"] = time.perf_counter() - t0
-            columns = {}
+            columns, comp_classes = {}, {}
+            first = np.arange(min(trials, components))
             for rule in rule_objs:
                 if bar is not None:
                     bar.set_postfix_str(rule.name)
@@ -251,11 +258,12 @@ def general_study(trials: int, rules_=GENERAL_RULES, cfg: GeneralConfig = Genera
                 seconds[f"run_{rule.name}"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 columns[rule.name] = classify_endpoints(rule, cfg, ends, enum)
+                comp_classes[rule.name] = component_classes(rule, cfg, enum, {k: ends[k] for k in _DATA}, first)
                 seconds[f"classify_{rule.name}"] = time.perf_counter() - t0
     finally:
         if bar is not None:
             bar.close()
-    return GeneralStudy(cfg, seed, columns, enum, seconds)
+    return GeneralStudy(cfg, seed, columns, enum, seconds, comp_classes)
 
 
 def _progress_bar(total: int):

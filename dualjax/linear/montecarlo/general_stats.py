@@ -63,6 +63,23 @@ def enumeration_summary(enum, m: int) -> dict:
     }
 
 
+def components_summary(classes: np.ndarray, enum, m: int) -> dict:
+    """The Jacobian check of the components of the first instances under one rule: counts by rank and
+    class, and whether the Loewner-maximal component is stable where it exists."""
+    K = classes.shape[0]
+    rank = enum.rank[:K]
+    by_rank = {str(r): {name: int(np.sum((rank == r) & (classes == code))) for code, name in enumerate(JACOBIAN[:3])}
+               for r in range(m + 1)}
+    lm = enum.loewner_max[:K]
+    has = lm >= 0
+    lm_class = classes[np.flatnonzero(has), lm[has]]
+    pd_saddle = np.any((rank == m) & (classes == 1), axis=1)
+    return {"instances": int(K), "by_rank": by_rank,
+            "loewner_max_stable": share(lm_class == 0),
+            "instances_with_saddle_full_rank_component": share(pd_saddle),
+            "saddle_components": int(np.sum(classes == 1))}
+
+
 def general_summary(study, **extra) -> dict:
     """JSON-ready summary of a :class:`~dualjax.linear.montecarlo.general.GeneralStudy`."""
     m = study.cfg.m
@@ -70,7 +87,9 @@ def general_summary(study, **extra) -> dict:
         "config": study.config_dict(),
         "seed": study.seed,
         "equilibria": enumeration_summary(study.enumeration, m),
-        "rules": {name: summarize_rule(c, m) for name, c in study.columns.items()},
+        "rules": {name: summarize_rule(c, m) | {"components": components_summary(study.components[name],
+                                                                                  study.enumeration, m)}
+                  for name, c in study.columns.items()},
         "seconds": {k: float(v) for k, v in study.seconds.items()},
         **extra,
     }

@@ -41,9 +41,12 @@ def _advance_options(sharding) -> dict | None:
 
 
 def _drain(size: int, live: int, devices: int) -> int | None:
-    """8x smaller once at most 1/8 of the lanes are live (each pool size is compiled once)."""
+    """About 8x smaller (a multiple of 8 lanes per device) once the live lanes fit (each pool size is
+    compiled once). Rounding up keeps every size a multiple of 8 and the live lanes inside it: with
+    1256 lanes per device, 1256 // 8 = 157 and then 19 · 8 = 152 < 157 lanes would not hold them."""
     per_dev = size // devices
-    return max(8, per_dev // 8) * devices if live <= size // 8 and per_dev > 8 else None
+    new = max(8, -(-(per_dev // 8) // 8) * 8) * devices
+    return new if per_dev > 8 and new < size and live <= new else None
 
 
 @functools.lru_cache(maxsize=32)
