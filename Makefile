@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 reproduce: $(STAMP)
-	$(VENV)/bin/dualjax reproduce --out $(OUT)
+	$(VENV)/bin/dualjax reproduce --out $(OUT) --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -32,6 +32,8 @@ import time
 
 import numpy as np
 
+ALPHA = 0.99  # the EMA momentum of the study's EMA rule
+
 
 def numpy_study(rho, tau, lam, a0, B0, rule, eta, alpha, max_steps, tol, max_norm=1e6, compact_every=256):
     """Vectorized NumPy SG / EMA over trials; returns (steps, final a, bad, converged)."""
@@ -111,11 +113,13 @@ def peak_dgemm_gflops(size=2000, reps=3):
 
 def _child(trials, rule, max_steps, engine):
     """Run a study in this (child) process and print its timing as JSON."""
+    from dualjax import rules
     from dualjax.linear import montecarlo as mc
 
     cfg = mc.Config(max_steps=max_steps)
     t = time.perf_counter()
-    res = mc.study(trials, [rule], cfg, seed=0, chunk=4096, engine=engine, threads=1)[rule]
+    res = mc.study(trials, [rules.resolve(rule, momentum=ALPHA)], cfg, seed=0, chunk=4096, engine=engine,
+                   threads=1)[rule]
     dt = time.perf_counter() - t
     print(json.dumps({"trials": trials, "seconds": dt, "steps": int(res["steps"].sum()),
                       "outer": float((res["outcome"] == 0).mean()),
@@ -152,10 +156,12 @@ def main(argv=None) -> int:
 
     import jax
 
+    from dualjax import rules
     from dualjax.linear import montecarlo as mc
     from dualjax.linear.montecarlo import xlapool
 
     cfg = mc.Config()
+    study_rules = {"sg": rules.sg(), "ema": rules.ema(ALPHA)}
     print(f"machine: {os.cpu_count()} CPUs visible, jax {jax.__version__} on {jax.devices()[0].platform} "
           f"x{len(jax.devices())}; settings {cfg}")
     rows = []
@@ -167,16 +173,18 @@ def main(argv=None) -> int:
         label = {"kernel": f"ours (compiled kernel, numba, {where})", "fast": f"ours (JAX/XLA fast engine, {where})"}
         t = time.perf_counter()
         for engine in engines:
-            mc.study(256, ["sg", "ema"], cfg, seed=99, engine=engine, devices=1, threads=1)  # compile
+            mc.study(256, list(study_rules.values()), cfg, seed=99, engine=engine, devices=1, threads=1)  # compile
         compile_s = time.perf_counter() - t
         cores = mc.kernel.default_threads()
 
         def timed(rule, engine, threads=1):
-            mc.study(args.trials, [rule], cfg, seed=1, engine=engine, devices=1, threads=threads)  # warm-up
+            mc.study(args.trials, [study_rules[rule]], cfg, seed=1, engine=engine, devices=1,
+                     threads=threads)  # warm-up
             best = np.inf
             for _ in range(args.repeats):  # best of: the machine is shared
                 t = time.perf_counter()
-                res = mc.study(args.trials, [rule], cfg, seed=0, engine=engine, devices=1, threads=threads)[rule]
+                res = mc.study(args.trials, [study_rules[rule]], cfg, seed=0, engine=engine, devices=1,
+                               threads=threads)[rule]
                 best = min(best, time.perf_counter() - t)
             return best, res
 
@@ -202,7 +210,7 @@ def main(argv=None) -> int:
                 data = [np.asarray(x) for x in sample[1:]]
 
         # ---- flops per trial-step: XLA cost analysis of one compiled pool block
-        ops = xlapool.xla_pool("fast", "sg", cfg, 256, jax.sharding.NamedSharding(
+        ops = xlapool.xla_pool("fast", mc.closed_form(study_rules["sg"]), cfg, 256, jax.sharding.NamedSharding(
             mc.make_mesh(1), jax.sharding.PartitionSpec("trials")))
         idx = jax.numpy.arange(1024, dtype=jax.numpy.int32)
         pool = ops.fill(jax.random.PRNGKey(0), np.asarray(idx), np.ones(1024, bool))
@@ -210,7 +218,7 @@ def main(argv=None) -> int:
         cost = cost[0] if isinstance(cost, (list, tuple)) else cost
         # the cost analysis counts the loop body (ADVANCE_UNROLL steps) once: flops per slot per
         # step, *as executed* (XLA splits the step into several fusions that recompute shared terms)
-        flops_xla = float(cost.get("flops", float("nan"))) / (1024 * xlapool.ADVANCE_UNROLL["sg"])
+        flops_xla = float(cost.get("flops", float("nan"))) / (1024 * xlapool.ADVANCE_UNROLL[False])
     n = cfg.n
     # essential flops (see docs/montecarlo.md): 3 mat-vecs, outer product, updates, E, norms
     flops_hand = {"sg": 17 * n * n + 20 * n + 12, "ema": 17 * n * n + 30 * n + 22}
@@ -224,7 +232,7 @@ def main(argv=None) -> int:
         numpy_t[rule] = np.inf
         for _ in range(args.repeats):
             t = time.perf_counter()
-            steps, _, _, _ = numpy_study(rho, tau, lam, a0, B0, rule, cfg.eta, cfg.alpha, cfg.max_steps, cfg.tol)
+            steps, _, _, _ = numpy_study(rho, tau, lam, a0, B0, rule, cfg.eta, ALPHA, cfg.max_steps, cfg.tol)
             numpy_t[rule] = min(numpy_t[rule], time.perf_counter() - t)
         rows.append(("NumPy vectorized (same algorithm)", rule, args.trials, numpy_t[rule], "measured"))
         print(f"numpy {rule}: {numpy_t[rule]:.1f} s (steps agree with ours for "
@@ -236,7 +244,7 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         done = 0
         for i in range(args.loop_trials):
-            done += python_loop_trial(rho[i], tau[i], lam[i], a0[i], B0[i], rule, cfg.eta, cfg.alpha,
+            done += python_loop_trial(rho[i], tau[i], lam[i], a0[i], B0[i], rule, cfg.eta, ALPHA,
                                       cfg.max_steps, cfg.tol)
         per_step = (time.perf_counter() - t) / done
         loop_t[rule] = per_step * steps_total[rule]

@@ -19,6 +19,7 @@ import time
 
 import jax
 
+from dualjax import rules
 from dualjax.linear import montecarlo as mc
 
 SIZES = ((2, 4, 10_000), (3, 5, 2_000))
@@ -39,10 +40,10 @@ def main(argv=None) -> int:
         cfg = mc.GeneralConfig(m=m, n=n)
         if args.warm:
             t0 = time.perf_counter()
-            mc.general_study(64, ["sg", "ema"], cfg, seed=1)
+            mc.general_study(64, [rules.sg(), rules.ema()], cfg, seed=1)
             print(f"m={m}: warm-up (compilation) {time.perf_counter() - t0:.1f} s", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
-        study = mc.general_study(trials, ["sg", "ema"], cfg, seed=0)
+        study = mc.general_study(trials, [rules.sg(), rules.ema()], cfg, seed=0)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         sec = study.seconds
         row = {"m": m, "n": n, "trials": trials, "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+from dualjax import rules  # noqa: E402
 from dualjax.linear import equilibria as eq  # noqa: E402
 from dualjax.linear import model  # noqa: E402
 from dualjax.linear import stability as st  # noqa: E402
@@ -56,8 +57,8 @@ def main() -> int:
         return 1
     S = pd[0]  # largest trace
     P = n * m + n * n
-    red = timed("reduced SG analysis (total)", lambda: st.analyze(S, mom, lam, n, rule="sg"))
-    red_ema = timed("reduced EMA analysis (total, k=1)", lambda: st.analyze(S, mom, lam, n, rule="ema", k=1.0))
+    red = timed("reduced SG analysis (total)", lambda: st.analyze(S, mom, lam, n, rule=rules.sg()))
+    red_ema = timed("reduced EMA analysis (total, k=1)", lambda: st.analyze(S, mom, lam, n, rule=rules.ema(), k=1.0))
     summary = {"n": n, "m": m, "params_sg": P, "real_solutions_found": len(sols), "pd": len(pd),
                "sg_class": red.kind, "sg_unstable": red.n_unstable, "zeros": red.n_zero, "orbit_dim": red.orbit_dim,
                "ema_class": red_ema.kind, "max_real_transversal": red.max_real, "eta_max": red.eta_max}

@@ -28,19 +28,21 @@ from pathlib import Path
 def bench_one(model: str, args) -> dict:
     import jax
 
-    from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import data, train
+    from dualjax.configs import override
+    from dualjax.vjepa import data
+    from dualjax.vjepa.config import Config
+    from dualjax.vjepa.step import build, device_batch
 
-    cfg = config_lib.override(config_lib.Config(), {
+    cfg = override(Config(), {
         "model": model, "frames": args.frames, "size": args.size, "tubelet": 2, "patch": args.patch,
         "batch_size": args.batch, "teacher": args.teacher, "steps": 1000, "warmup_steps": 10,
         "num_train": max(64, args.batch * (args.steps + 2)), "pred_width": args.pred_width,
-        "pred_depth": args.pred_depth,
+        "pred_depth": args.pred_depth, "compute_dtype": "float32",
     }).validate()
-    setup = train.build(cfg)
+    setup = build(cfg)
     state = setup.init()
     it = data.train_batches(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, 0, args.steps + 2)
-    batches = [jax.device_put(train.device_batch(b)) for b in it]
+    batches = [jax.device_put(device_batch(b)) for b in it]
     step = jax.jit(setup.train_step, donate_argnums=0)
     t0 = time.perf_counter()
     compiled = step.lower(state, batches[0]).compile()
@@ -81,6 +83,8 @@ def bench_one(model: str, args) -> dict:
 
 
 def main(argv=None) -> int:
+    from dualjax import rules
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", default="tiny,small")
     p.add_argument("--frames", type=int, default=16)
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--teacher", default="ema", choices=("sg", "ema", "plain"))
+    p.add_argument("--teacher", default="ema", choices=rules.names())
     p.add_argument("--pred-width", type=int, default=384)
     p.add_argument("--pred-depth", type=int, default=12)
     p.add_argument("--peak-tflops", type=float, default=0.0, help="device peak for MFU (e.g. 989 for H100 bf16)")

@@ -4,7 +4,7 @@ the clips/s and model-FLOPs utilisation of ViT-B with bf16 compute.
     .venv/bin/python benchmarks/bench_vjepa_scale.py [--config tiny] [--devices 1,2,4,8] [--steps 5]
         [--gpu-config vitb16 --gpu-batch 24 --gpu-steps 10] [--out runs/bench_vjepa_scale.json]
 
-**Scaling.** The trainer's own sharded step (:func:`dualjax.vjepa.train.make_parallel`) with the
+**Scaling.** The trainer's own sharded step (:func:`dualjax.vjepa.parallel.make_parallel`) with the
 global batch of the config split over a ``'data'`` mesh of the first n devices. On a CPU host the
 script simulates 8 devices (``--xla_force_host_platform_device_count=8``, set before JAX starts);
 they share the machine's cores, so this measures overhead, not speed-up. Step time = median of
@@ -50,17 +50,27 @@ def _time_steps(par, state, batches, steps):
 
 
 def _batches(cfg, setup, n):
+    """n training batches whose mask lists all have the widths of the first (one compiled step)."""
     from dualjax.vjepa import data
 
-    it = data.train_batches(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, cfg.data_seed, n)
-    return [next(it) for _ in range(n)]
+    def widths(batch):
+        return tuple(m[0].shape + m[1].shape for m in batch["masks"])
+
+    it = data.train_batches(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, cfg.data_seed, 64 * n)
+    out = [next(it)]
+    while len(out) < n:
+        batch = next(it)
+        if widths(batch) == widths(out[0]):
+            out.append(batch)
+    return out
 
 
 def scaling(config: str, devices: list[int], steps: int) -> list[dict]:
     import jax
 
     from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax.vjepa.parallel import make_parallel
+    from dualjax.vjepa.step import build
 
     base = config_lib.load(config)
     rows = []
@@ -69,8 +79,8 @@ def scaling(config: str, devices: list[int], steps: int) -> list[dict]:
             if n > jax.device_count():
                 continue
             cfg = dataclasses.replace(base, num_devices=n, sharding=sharding, fsdp_min_size=2**12).validate()
-            setup = train.build(cfg)
-            par = train.make_parallel(setup)
+            setup = build(cfg)
+            par = make_parallel(setup)
             host = _batches(cfg, setup, 3)
             batches = [par.put_batch(b) for b in host]
             first, dt, F = _time_steps(par, par.init(), batches, steps)
@@ -81,17 +91,19 @@ def scaling(config: str, devices: list[int], steps: int) -> list[dict]:
     return rows
 
 
-def model_flops(cfg, setup) -> float:
-    """Analytic training FLOPs of one step: 3 × (forward FLOPs) for the student encoder on the
-    context tokens of each generator and for the predictor, + 1 × forward of the teacher on all
-    tokens (no backward). Forward FLOPs per token from :func:`dualjax.vjepa.vit.flops_per_token`."""
+def model_flops(cfg, setup, batch) -> float:
+    """Analytic training FLOPs of one step on ``batch``: 3 × (forward FLOPs) for the student encoder
+    on the context tokens of each generator and for the predictor, + 1 × forward of the teacher on
+    all tokens (no backward), at the widths of the batch's (padded) index lists. Forward FLOPs per
+    token from :func:`dualjax.vjepa.vit.flops_per_token`."""
     from dualjax.vjepa.vit import flops_per_token
 
     enc = setup.model.encode.module
     pred = setup.model.predict.module
     n = setup.masks.num_tokens
     per_gen = []
-    for ctx, tgt in zip(setup.masks.n_ctx, setup.masks.n_tgt):
+    for ctx_idx, tgt_idx, *_ in batch["masks"]:
+        ctx, tgt = ctx_idx.shape[1], tgt_idx.shape[1]
         student = ctx * flops_per_token(enc.width, enc.depth, ctx, cfg.mlp_ratio)
         predictor = (ctx + tgt) * flops_per_token(pred.width, len(pred.blocks), ctx + tgt, cfg.mlp_ratio)
         per_gen.append(3 * (student + predictor))
@@ -108,14 +120,16 @@ def peak_for(device_kind: str) -> float:
 def gpu(config: str, batch: int, steps: int, peak_tflops: float) -> dict:
     import jax
 
+    from dualjax.configs import override
     from dualjax.vjepa import config as config_lib
-    from dualjax.vjepa import train
+    from dualjax.vjepa.parallel import make_parallel
+    from dualjax.vjepa.step import build
 
-    cfg = config_lib.override(config_lib.load(config), {
+    cfg = override(config_lib.load(config), {
         "batch_size": batch, "compute_dtype": "bfloat16", "num_devices": 1,
         "num_train": max(64, batch * 4)}).validate()
-    setup = train.build(cfg)
-    par = train.make_parallel(setup)
+    setup = build(cfg)
+    par = make_parallel(setup)
     host = _batches(cfg, setup, 2)
     batches = [par.put_batch(b) for b in host]
     state = par.init()
@@ -129,10 +143,7 @@ def gpu(config: str, batch: int, steps: int, peak_tflops: float) -> dict:
     dev = jax.devices()[0]
     kind = dev.device_kind
     peak_tflops = peak_tflops or peak_for(kind)
-    try:
-        analytic = model_flops(cfg, setup)
-    except AttributeError:  # mask object without per-generator sizes
-        analytic = None
+    analytic = model_flops(cfg, setup, host[0])
     row = {"config": config, "device": kind, "platform": dev.platform, "batch": batch,
            "clip": f"{cfg.frames}x{cfg.size}x{cfg.size}", "compute_dtype": cfg.compute_dtype,
            "compile_s": compile_s, "step_s": dt, "clips_per_s": batch / dt, "xla_tflop_per_step": xla_flops / 1e12,

@@ -93,7 +93,6 @@ def bench_checkpoint(tmp: Path, mb: int) -> dict:
 
 def bench_steps(repeats: int = 20) -> dict:
     import jax
-    import jax.numpy as jnp
     import optax
 
     from dualjax import distributed as dist

@@ -8,6 +8,8 @@ Modules (the paper's structure):
 * :mod:`dualjax.integrability` — the Schwarz test of Prop 3.2.
 * :mod:`dualjax.linear` — the linear case of §4 (model, spheres, equilibria, stability, Monte Carlo).
 * :mod:`dualjax.vjepa` — the ViT / V-JEPA trainer.
+* :mod:`dualjax.collapse`, :mod:`dualjax.diagnosis` — is a run collapsing? Rank metrics of features,
+  the flag rule, ``dualjax diagnose``.
 """
 
 __version__ = "0.1.0"

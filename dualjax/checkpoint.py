@@ -1,32 +1,36 @@
 """Resumable checkpoints: one train-state pytree plus JSON extras, saved asynchronously with orbax.
 
-Layout of a run directory ``DIR``::
+A :class:`Checkpointer` on a directory ``D`` keeps ``D/<step>/state/...`` (the pytree, orbax
+StandardSave) and ``D/<step>/extras/...`` (JSON: data position, counters) for the newest ``keep``
+steps; :class:`MetricsWriter` is the append-only ``metrics.jsonl`` beside it. The V-JEPA trainer
+uses both with the layout and step convention of :mod:`dualjax.vjepa.rundir`
+(``RUN/checkpoints/<s>`` = the state after ``s`` updates).
 
-    DIR/ckpt/<step>/state/...     the train-state pytree (orbax StandardSave)
-    DIR/ckpt/<step>/extras/...    JSON: data-iterator state, user extras
-    DIR/metrics.jsonl             one JSON object per logged step (written by resumable_loop)
-
-**Atomicity.** orbax 0.12.8 writes step ``s`` into ``ckpt/s.orbax-checkpoint-tmp-<n>/``, writes a
+**Atomicity.** orbax 0.12.8 writes step ``s`` into ``D/s.orbax-checkpoint-tmp-<n>/``, writes a
 ``commit_success.txt`` marker into it once every item is on disk, then renames the directory to
-``ckpt/s`` (``AtomicRenameTemporaryPath.finalize``). A rename within one directory is atomic on
+``D/s`` (``AtomicRenameTemporaryPath.finalize``). A rename within one directory is atomic on
 POSIX file systems, so a process killed at any moment (SIGKILL included, also in the middle of a
-save) leaves either a complete ``ckpt/s`` or a ``*.orbax-checkpoint-tmp-*`` directory, which
-orbax never lists as a step and :class:`Checkpointer` deletes on start (process 0). Old steps are deleted only
-after the new one is committed (keep-last-k). :meth:`Checkpointer.latest_step` additionally
-requires the commit marker, and :meth:`Checkpointer.restore_latest` falls back to an older step if
-the newest one cannot be read (e.g. a step directory half-deleted by a kill during garbage
-collection), so a resume always starts from the last *complete* checkpoint.
+save) leaves either a complete ``D/s`` or a ``*.orbax-checkpoint-tmp-*`` directory, which
+orbax never lists as a step and :class:`Checkpointer` deletes on start (process 0). Old steps are
+deleted only after the new one is committed (keep-last-k). :meth:`Checkpointer.latest_step`
+(and the read-only :func:`committed_steps`) additionally require the commit marker, and
+:meth:`Checkpointer.restore_latest` falls back to an older step if the newest one cannot be read
+(e.g. a step directory half-deleted by a kill during garbage collection, or a damaged file), so
+a resume always starts from the last *readable* checkpoint; the unreadable newer steps are then
+**set aside** as ``D/<step>.corrupt-<n>`` (renamed, never deleted; named in the log), so the
+resumed run writes that step anew. If no step can be read, :class:`CheckpointError` (a
+ValueError) says whether the shapes do not match the target (an edited config) or the files
+are damaged, and nothing is moved.
 
 **Asynchronous saving.** :meth:`Checkpointer.save` returns once the arrays are copied to host;
 serialization runs in a background thread. Call :meth:`Checkpointer.wait` (or ``close``) before
-exiting, as :func:`resumable_loop` does.
+exiting.
 
-**Exact resume.** :func:`resumable_loop` runs ``state_{t+1}, metrics = step_fn(state_t, batch_fn(t))``
-for ``t = start .. num_steps − 1``; the metrics line of that update has ``"step": t + 1`` and the
-checkpoint of ``state_s`` is step ``s``. On resume it restores the latest complete checkpoint
-``s``, drops every line of ``metrics.jsonl`` with ``step > s`` (and a torn last line), and
-continues with ``batch_fn(s)``. With a deterministic ``step_fn`` and ``batch_fn`` the resumed
-``metrics.jsonl`` equals, line for line, that of an uninterrupted run.
+**Exact resume** is the caller's part: restore the newest complete step ``s``, drop the
+``metrics.jsonl`` lines beyond it with :meth:`MetricsWriter.truncate` (a torn last line too) and
+continue with batch ``s``; with a deterministic step and data the resumed ``metrics.jsonl``
+equals, line for line, that of an uninterrupted run (tests/vjepa/test_scale.py kills the trainer
+with SIGKILL inside a save and at an arbitrary moment).
 """
 
 from __future__ import annotations
@@ -35,20 +39,40 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dualjax import checks, faults
+from dualjax import checks, outputs
+from dualjax.typing import PyTree
 
-PyTree = Any
 log = logging.getLogger(__name__)
 
 _COMMIT_FILE = "commit_success.txt"
+_SET_ASIDE = ".corrupt-"
+# orbax's words for a target whose shapes / structure differ from what was saved
+_MISMATCH = ("is not compatible with the stored shape", "tree structures do not match")
+
+
+class CheckpointError(ValueError):
+    """No checkpoint of a directory can be read into the given target."""
+
+
+def is_committed(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a step directory whose save was committed (its marker exists)."""
+    path = Path(path)
+    return path.is_dir() and (path / _COMMIT_FILE).exists()
+
+
+def committed_steps(directory: str | os.PathLike) -> list[int]:
+    """The committed steps under ``directory``, ascending. Read-only: it neither removes torn
+    saves nor starts orbax, so it is safe next to a process that is saving."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit() and is_committed(p))
 
 
 class Checkpointer:
@@ -81,8 +105,7 @@ class Checkpointer:
         return steps[-1] if steps else None
 
     def _committed(self, step: int) -> bool:
-        path = self.directory / str(step)
-        return path.is_dir() and (path / _COMMIT_FILE).exists()
+        return is_committed(self.directory / str(step))
 
     # ---------------------------------------------------------------- save / restore
     def save(self, step: int, state: PyTree, extras: dict | None = None) -> bool:
@@ -132,25 +155,33 @@ class Checkpointer:
         is committed.
 
         A committed step that fails to restore (damaged by a kill during garbage collection or
-        by hand) is skipped with a warning and the next older one is tried. If none restores
-        (e.g. ``target_like`` does not match what was saved) the last error is raised, rather
-        than silently starting over.
+        by hand) is passed over for the next older one; once one restores, the newer unreadable
+        steps are named in the log and set aside as ``<step>.corrupt-<n>`` (process 0), so a
+        later save of that step is written. If none restores, or the target does not fit
+        (:func:`mismatch`), :class:`CheckpointError` (see :func:`unreadable`) rather than
+        silently starting over, and nothing is moved.
         """
         steps = self.all_steps()
-        error = None
+        failed = []
         for step in reversed(steps):
             try:
                 state, extras = self.restore(target_like, step)
             except Exception as err:  # noqa: BLE001 - any unreadable step: fall back
-                log.warning("checkpoint step %d in %s is unreadable (%s); trying an older one", step, self.directory, err)
-                error = err
+                failed.append((step, err))
+                if mismatch(err):  # the target is wrong, not the files: no older step fits either
+                    raise unreadable(self.directory, failed) from err
                 continue
+            for bad, err in failed:
+                log.warning("checkpoint %s is unreadable (%s)", self.directory / str(bad), short_error(err))
+            if failed and jax.process_index() == 0:
+                for bad, _ in failed:
+                    moved = set_aside(self.directory / str(bad))
+                    log.warning("checkpoint %s set aside as %s; resuming from step %d (%d set aside in %s)",
+                                bad, moved.name, step, len(set_aside_steps(self.directory)), self.directory)
+                self._manager.reload()
             return step, state, extras
-        if error is not None:
-            raise RuntimeError(
-                f"none of the committed checkpoints {steps} in {self.directory} could be restored "
-                f"into the given target; last error: {error}"
-            ) from error
+        if failed:
+            raise unreadable(self.directory, failed)
         return None
 
     def wait(self) -> None:
@@ -166,6 +197,44 @@ class Checkpointer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def short_error(err: BaseException) -> str:
+    """The first line of an exception, at most 200 characters (orbax's can run to pages)."""
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def mismatch(err: BaseException) -> bool:
+    """Whether a restore failed because the target's shapes or structure differ from the saved ones."""
+    return isinstance(err, ValueError) and any(m in str(err) for m in _MISMATCH)
+
+
+def unreadable(directory: Path, failed: list[tuple[int, BaseException]]) -> CheckpointError:
+    """The error for a directory whose ``failed`` ``(step, error)``, newest first, could not be
+    read: a shape / structure mismatch (the last error) or damaged files."""
+    steps = sorted(step for step, _ in failed)
+    step, err = failed[-1]
+    if mismatch(err):
+        return CheckpointError(f"checkpoint {step} in {directory} does not match the run's config "
+                               f"(was config.json edited?): {short_error(err)}")
+    return CheckpointError(f"none of the committed checkpoints {steps} in {directory} can be read (damaged files?): "
+                           f"step {step}: {short_error(err)}; move the folder aside, or start afresh with --overwrite")
+
+
+def set_aside(path: Path) -> Path:
+    """Rename step directory ``path`` to ``<step>.corrupt-<n>`` (the first free n ≥ 1); return the new path."""
+    n = 1
+    while (target := path.with_name(f"{path.name}{_SET_ASIDE}{n}")).exists():
+        n += 1
+    os.replace(path, target)
+    return target
+
+
+def set_aside_steps(directory: str | os.PathLike) -> list[str]:
+    """Names of the step directories set aside under ``directory`` (``<step>.corrupt-<n>``)."""
+    directory = Path(directory)
+    return sorted(p.name for p in directory.iterdir() if _SET_ASIDE in p.name) if directory.is_dir() else []
 
 
 def _remove_torn_saves(directory: Path) -> None:
@@ -197,7 +266,7 @@ class MetricsWriter:
 
     Lines are flushed as written, so a killed process loses at most a torn last line.
     :meth:`truncate` keeps only complete lines with ``step <= last_step``, rewriting the file
-    atomically (write a temporary file, then ``os.replace``).
+    atomically (:func:`dualjax.outputs.write_text`: a temporary file, then ``os.replace``).
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -217,10 +286,8 @@ class MetricsWriter:
                     break
                 if int(record.get("step", -1)) <= last_step:
                     kept.append(line)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text("".join(kept))
-        os.replace(tmp, self.path)
+        outputs.write_text(self.path, "".join(kept))
         return len(kept)
 
     def write(self, record: dict) -> None:
@@ -233,101 +300,3 @@ class MetricsWriter:
         if self._file is not None:
             self._file.close()
             self._file = None
-
-
-def to_jsonable(metrics: dict) -> dict:
-    """Host copies of scalar metrics as Python floats / ints (exact: ``repr`` round-trips)."""
-    out = {}
-    for key, value in jax.device_get(metrics).items():
-        arr = np.asarray(value)
-        if arr.shape != ():
-            raise ValueError(f"metric {key!r} must be a scalar to be logged, got shape {arr.shape}")
-        out[key] = arr.item()
-    return out
-
-
-# --------------------------------------------------------------------------- the loop
-
-class Stateful(Protocol):
-    """Anything with JSON-able ``get_state()`` / ``set_state(state)``, e.g. a grain iterator."""
-
-    def get_state(self) -> Any: ...
-
-    def set_state(self, state: Any) -> None: ...
-
-
-@dataclass
-class LoopResult:
-    """What :func:`resumable_loop` did: the final state, the step it started from, whether it restored."""
-
-    state: PyTree
-    start_step: int
-    restored: bool
-
-
-def resumable_loop(
-    step_fn: Callable[[PyTree, Any], tuple[PyTree, dict]],
-    init_state: PyTree,
-    batch_fn: Callable[[int], Any],
-    *,
-    num_steps: int,
-    directory: str | os.PathLike,
-    save_every: int,
-    keep: int = 3,
-    log_every: int = 1,
-    async_save: bool = True,
-    data: Stateful | None = None,
-    check_finite: bool = True,
-    on_step: Callable[[int, dict], None] | None = None,
-) -> LoopResult:
-    """Run ``step_fn`` for ``num_steps`` updates with exact resume from ``directory``.
-
-    ``batch_fn(t)`` must be a deterministic function of the update index ``t`` (0-based).
-    ``data`` (optional) is a stateful data source whose ``get_state()`` is saved in each
-    checkpoint's extras and restored on resume — then ``batch_fn`` may ignore ``t`` and draw
-    from it. Metrics of update ``t`` are written to ``directory/metrics.jsonl`` as
-    ``{"step": t + 1, ...}`` every ``log_every`` updates; ``state_s`` is saved every
-    ``save_every`` updates and after the last one. With ``check_finite`` the logged metrics
-    (and the state, before each save) are checked; a non-finite value raises
-    :class:`dualjax.faults.NonFiniteError` naming the step, after the in-flight saves of
-    earlier (good) states have been committed and without saving the bad one.
-    ``on_step(step, metrics)`` is called with each logged record (progress bars).
-    """
-    checks.check_positive_int(num_steps, "num_steps")
-    checks.check_positive_int(save_every, "save_every")
-    checks.check_positive_int(log_every, "log_every")
-    directory = Path(directory)
-    ckpt = Checkpointer(directory / "ckpt", keep=keep, async_save=async_save)
-    writer = MetricsWriter(directory / "metrics.jsonl")
-    try:
-        found = ckpt.restore_latest(init_state)
-        if found is None:
-            start, state, restored = 0, init_state, False
-        else:
-            start, state, extras = found
-            restored = True
-            if data is not None and extras.get("data") is not None:
-                data.set_state(extras["data"])
-        writer.truncate(start)
-        for t in range(start, num_steps):
-            state, metrics = step_fn(state, batch_fn(t))
-            step = t + 1
-            if step % log_every == 0:
-                record = to_jsonable(metrics)
-                if check_finite:
-                    faults.check_finite(record, step)
-                record = {"step": step, **record}
-                writer.write(record)
-                if on_step is not None:
-                    on_step(step, record)
-            if step % save_every == 0 or step == num_steps:
-                if check_finite:
-                    faults.check_finite(state, step, name="state")
-                extras = {"step": step}
-                if data is not None:
-                    extras["data"] = data.get_state()
-                ckpt.save(step, state, extras)
-        return LoopResult(state, start, restored)
-    finally:
-        writer.close()
-        ckpt.close()

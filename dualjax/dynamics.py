@@ -1,10 +1,24 @@
-"""Running a rule: discrete dynamics (any optax optimizer) and continuous-time flows (RK4).
+"""Running a rule: the one discrete driver (any rule, any optimizer, any data) and RK4 flows.
 
-Both drivers are ``lax.while_loop`` programs, pure and vmappable, that stop when the
-increment falls below ``tol`` (converged), at the step budget (budget), or as soon as the
-parameters turn non-finite or exceed ``max_norm`` (diverged). They also record whether
-E(θ_t, ψ_t) (and F(θ_t, ψ_t, ξ_t)) ever increased along the way — Prop 3.1's
-"SG / EMA do not minimize E".
+**The driver.** A run is a :class:`Loop` (the loop state: the dynamic state, the step count t,
+the last squared increment, E and F at the last recorded point, the flags) moved by a
+:class:`Stepper` (``step(batch, dyn) -> (dyn⁺, ‖Δ‖²)``, ``measure(batch, dyn) -> (E, F or None,
+‖(θ, ψ)‖²)``) until the increment ‖(θ_t − θ_{t−1}, ψ_t − ψ_{t−1}, ξ_t − ξ_{t−1})‖ falls below
+``tol`` (converged), the step budget ``max_steps`` (budget), or the parameters turn non-finite or
+exceed ``max_norm`` (diverged). On the way it records whether E(θ_t, ψ_t) and F(θ_t, ψ_t, ξ_t) —
+both at the same point θ_t, on the same batch — ever increased (:func:`rose`): Prop 3.1's "SG /
+EMA do not minimize E". Everything is pure and vmappable (``lax.while_loop`` / ``fori_loop``):
+
+* :func:`run_discrete` — ``make_step``'s step from one state to the end: :class:`RunResult`;
+* :func:`trajectory` — snapshots every ``every`` steps (E and F of the snapshot's state);
+* :func:`init_loop`, :func:`advance_loop`, :func:`finish_loop`, :func:`run_loop` — the masked
+  pieces the Monte Carlo pools vmap over trials (a stopped loop stays frozen).
+
+A step at count t uses ``batch_at(t)``: a fixed batch, or a data stream ``batch_fn(key, t)``.
+The point θ_t is recorded at the start of the next iteration, from the state in hand (XLA then
+does not recompute the step inside every consumer: ~2.5x faster), and the last point by
+:func:`finish_loop`. The limits are any object with ``max_steps``, ``tol`` and ``max_norm``
+(:class:`Limits`, or a Monte Carlo ``Config``).
 
 Status codes: ``CONVERGED = 0``, ``BUDGET = 1``, ``DIVERGED = 2`` (names in :data:`STATUS`).
 """
@@ -17,7 +31,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dualjax.rules import StepState
+from dualjax.objectives import sq_norm
+from dualjax.rules import StepState, TeacherRule
 from dualjax.typing import PyTree
 
 CONVERGED, BUDGET, DIVERGED = 0, 1, 2
@@ -51,59 +66,207 @@ def rose(new, old):
     return new > old * (1 + E_RTOL * jnp.sign(old)) + E_ATOL
 
 
-def _bad(tree, max_norm):
-    norm = optax.tree_utils.tree_norm(tree)
-    return ~jnp.isfinite(norm) | (norm > max_norm)
+# --------------------------------------------------------------------------- the loop
+
+class Limits(NamedTuple):
+    """When a run stops: ``max_steps`` steps, increment < ``tol``, or ‖(θ, ψ)‖ > ``max_norm``."""
+
+    max_steps: int
+    tol: float
+    max_norm: float = 1e6
+
+
+class Stepper(NamedTuple):
+    """How a run moves (a Monte Carlo ``Engine`` is one, with the trial as its batch):
+    ``step(batch, dyn) -> (dyn⁺, ‖increment‖²)`` and ``measure(batch, dyn) -> (E, F, ‖(θ, ψ)‖²)``
+    at the current point, F = ``None`` when it is not tracked."""
+
+    step: Callable
+    measure: Callable
+
+
+class Loop(NamedTuple):
+    """The driver's loop state (one run). ``inc2`` is the last squared increment (∞ before the
+    first step); ``E``, ``F`` the values at the last recorded point; ``F``/``f_up`` are ``None``
+    when F is not tracked; ``live`` False freezes the loop (an empty pool slot)."""
+
+    dyn: Any
+    t: jax.Array
+    inc2: jax.Array
+    E: jax.Array
+    F: jax.Array | None
+    e_up: jax.Array
+    f_up: jax.Array | None
+    max_rise: jax.Array
+    bad: jax.Array
+    live: jax.Array
+
+
+def _diverged(sq, max_norm):
+    return ~jnp.isfinite(sq) | (sq > max_norm**2)
+
+
+def init_loop(stepper: Stepper, limits, batch, dyn, live=True) -> Loop:
+    """The loop at t = 0: E₀, F₀ and the divergence test of the initial point."""
+    E0, F0, sq = stepper.measure(batch, dyn)
+    false = jnp.zeros((), bool)
+    return Loop(dyn, jnp.zeros((), jnp.int32), jnp.asarray(jnp.inf, E0.dtype), E0, F0, false,
+                None if F0 is None else false, jnp.zeros_like(E0), _diverged(sq, limits.max_norm), jnp.asarray(live))
+
+
+def loop_active(loop: Loop, limits) -> jax.Array:
+    """Still running: live, under budget, last increment ≥ tol, not diverged."""
+    return loop.live & (loop.t < limits.max_steps) & (loop.inc2 >= limits.tol**2) & ~loop.bad
+
+
+def _record(stepper: Stepper, limits, batch, loop: Loop, due) -> Loop:
+    """Record E, F and divergence of the current point θ_t where ``due``."""
+    E, F, sq = stepper.measure(batch, loop.dyn)
+    bad = _diverged(sq, limits.max_norm)
+    ok = due & ~bad
+    if F is not None:
+        loop = loop._replace(F=jnp.where(due, F, loop.F), f_up=loop.f_up | (ok & rose(F, loop.F)))
+    return loop._replace(
+        E=jnp.where(due, E, loop.E), e_up=loop.e_up | (ok & rose(E, loop.E)),
+        max_rise=jnp.where(ok, jnp.maximum(loop.max_rise, E - loop.E), loop.max_rise),
+        bad=loop.bad | (due & bad))
+
+
+def advance_loop(stepper: Stepper, limits, loop: Loop, batch_at: Callable[[jax.Array], Any], num_steps: int,
+                 unroll: int = 1) -> Loop:
+    """``num_steps`` masked steps (a stopped loop stays frozen; ``unroll`` steps per iteration
+    change the code XLA emits, not the arithmetic). Iteration t records θ_t, then steps with
+    ``batch_at(t)``."""
+
+    def body(_, s):
+        active = loop_active(s, limits)
+        batch = batch_at(s.t)
+        s = _record(stepper, limits, batch, s, active & (s.t > 0))
+        go = active & ~s.bad
+        dyn, inc2 = stepper.step(batch, s.dyn)
+        new = s._replace(dyn=dyn, t=s.t + 1, inc2=inc2)
+        return jax.tree_util.tree_map(lambda x, y: jnp.where(go, x, y), new, s)
+
+    return jax.lax.fori_loop(0, num_steps, body, loop, unroll=unroll)
+
+
+def finish_loop(stepper: Stepper, limits, loop: Loop, batch_at: Callable[[jax.Array], Any]) -> Loop:
+    """Record the final point of a stopped loop (produced by the last step, not yet recorded)."""
+    return _record(stepper, limits, batch_at(loop.t), loop, (loop.t > 0) & ~loop.bad & ~loop_active(loop, limits))
+
+
+def run_loop(stepper: Stepper, limits, loop: Loop, batch_at: Callable[[jax.Array], Any]) -> Loop:
+    """Step ``loop`` until it stops (one step per ``while_loop`` iteration); then call :func:`finish_loop`."""
+    return jax.lax.while_loop(lambda s: loop_active(s, limits),
+                              lambda s: advance_loop(stepper, limits, s, batch_at, 1), loop)
+
+
+# --------------------------------------------------------------------------- make_step runs
+
+def _check_F(F, rule) -> None:
+    if F is not None and rule is None:
+        raise ValueError("tracking F(θ, ψ, ξ) needs the rule that gives ξ: pass rule= along with F=")
+
+
+def _batches(data, key) -> Callable[[jax.Array], Any]:
+    """``batch_at(t)``: ``data(key, t)`` for a data stream, else the fixed batch ``data``."""
+    if callable(data):
+        if key is None:
+            raise ValueError("a data stream batch_fn(key, t) needs key=")
+        return lambda t: data(key, t)
+    return lambda t: data
+
+
+def stepper(step: Callable[[StepState, Any], tuple[StepState, dict]], *, E: Callable[..., jax.Array],
+            F: Callable[..., jax.Array] | None = None, rule: TeacherRule | None = None) -> Stepper:
+    """The :class:`Stepper` of :func:`dualjax.rules.make_step`'s ``step``: the increment of its
+    metrics; E(θ, ψ, batch), and F(θ, ψ, rule.teacher(θ, state), batch) if ``F`` is given."""
+    _check_F(F, rule)
+
+    def step_(batch, s):
+        s2, m = step(s, batch)
+        return s2, m["d_theta"] ** 2 + m["d_psi"] ** 2 + m["d_xi"] ** 2
+
+    def measure(batch, s):
+        value_F = None if F is None else F(s.theta, s.psi, rule.teacher(s.theta, s.teacher), batch)
+        return E(s.theta, s.psi, batch), value_F, sq_norm((s.theta, s.psi))
+
+    return Stepper(step_, measure)
 
 
 def run_discrete(
     step: Callable[[StepState, Any], tuple[StepState, dict]],
     state: StepState,
-    batch: Any,
+    data: Any,
     *,
     E: Callable[..., jax.Array],
     F: Callable[..., jax.Array] | None = None,
-    teacher: Callable[[PyTree, Any], PyTree] | None = None,
+    rule: TeacherRule | None = None,
     max_steps: int,
     tol: float,
     max_norm: float = 1e6,
+    key: jax.Array | None = None,
 ) -> RunResult:
-    """Iterate ``step`` (from :func:`dualjax.rules.make_step`) until ‖increment‖ < tol.
+    """Iterate ``step`` (from :func:`dualjax.rules.make_step`) from ``state`` until it stops.
 
-    The increment is ‖(θ_t − θ_{t−1}, ψ_t − ψ_{t−1}, ξ_t − ξ_{t−1})‖. ``E(θ, ψ, batch)`` is
-    tracked every step; ``F`` too if given with the rule's ``teacher`` function.
+    ``data``: a fixed batch, or ``batch_fn(key, t)`` giving the batch of step t (with ``key``).
+    E(θ, ψ, batch) is tracked every step; F too if given, with the ``rule`` whose teacher ξ it
+    plugs in (``F`` without ``rule`` is a ValueError). Pure: jit and vmap it.
     """
-    track_F = F is not None and teacher is not None
+    limits = Limits(max_steps, tol, max_norm)
+    stp = stepper(step, E=E, F=F, rule=rule)
+    batch_at = _batches(data, key)
+    loop = run_loop(stp, limits, init_loop(stp, limits, batch_at(0), state), batch_at)
+    loop = finish_loop(stp, limits, loop, batch_at)
+    converged = loop.inc2 < limits.tol**2
+    status = jnp.where(loop.bad, DIVERGED, jnp.where(converged, CONVERGED, BUDGET))
+    f_up = jnp.zeros((), bool) if loop.f_up is None else loop.f_up
+    return RunResult(loop.dyn, loop.t, status, jnp.sqrt(loop.inc2), loop.e_up, f_up, loop.max_rise)
 
-    def F_of(s):
-        if not track_F:
-            return jnp.zeros((), jnp.result_type(float))
-        return F(s.theta, s.psi, teacher(s.theta, s.teacher), batch)
 
-    def cond(carry):
-        _, t, inc, *_rest, bad = carry
-        return (t < max_steps) & (inc >= tol) & ~bad
+def trajectory(
+    step: Callable[[StepState, Any], tuple[StepState, dict]],
+    state: StepState,
+    data: Any,
+    *,
+    num_steps: int,
+    every: int = 1,
+    E: Callable[..., jax.Array] | None = None,
+    F: Callable[..., jax.Array] | None = None,
+    rule: TeacherRule | None = None,
+    key: jax.Array | None = None,
+):
+    """Snapshots of a run every ``every`` steps (``lax.scan``, no stopping rule).
 
-    def body(carry):
-        s, t, _, E_prev, F_prev, e_up, f_up, rise, _ = carry
-        s_new, m = step(s, batch)
-        inc = jnp.sqrt(m["d_theta"] ** 2 + m["d_psi"] ** 2 + m["d_xi"] ** 2)
-        E_new = E(s_new.theta, s_new.psi, batch)
-        F_new = F_of(s_new)
-        bad = _bad((s_new.theta, s_new.psi), max_norm)
-        e_up = e_up | (rose(E_new, E_prev) & ~bad)
-        f_up = f_up | (rose(F_new, F_prev) & ~bad & track_F)
-        rise = jnp.maximum(rise, jnp.where(bad, 0.0, E_new - E_prev))
-        return s_new, t + 1, inc, E_new, F_new, e_up, f_up, rise, bad
+    Returns ``(final_state, snapshots)``; ``snapshots`` is a dict with leading axis
+    ``num_steps // every``: ``theta``, ``psi``, the last step's ``d_theta``, ``d_psi``, ``d_xi``,
+    and ``E`` (if given) and ``F`` (if given, with ``rule``) *of the snapshot's state*, on the
+    batch of the step that would follow.
+    """
+    if num_steps % every:
+        raise ValueError(f"num_steps={num_steps} must be a multiple of every={every}")
+    _check_F(F, rule)
+    batch_at = _batches(data, key)
 
-    E0 = E(state.theta, state.psi, batch)
-    inf = jnp.asarray(jnp.inf, E0.dtype)
-    false = jnp.zeros((), bool)
-    init = (state, jnp.zeros((), jnp.int32), inf, E0, F_of(state), false, false, jnp.zeros_like(E0),
-            _bad((state.theta, state.psi), max_norm))
-    s, t, inc, _, _, e_up, f_up, rise, bad = jax.lax.while_loop(cond, body, init)
-    status = jnp.where(bad, DIVERGED, jnp.where(inc < tol, CONVERGED, BUDGET))
-    return RunResult(s, t, status, inc, e_up, f_up, rise)
+    def chunk(s, c):
+        s, metrics = jax.lax.scan(lambda s2, t: step(s2, batch_at(t)), s, c * every + jnp.arange(every))
+        out = {"theta": s.theta, "psi": s.psi,
+               **{name: metrics[name][-1] for name in ("d_theta", "d_psi", "d_xi")}}
+        batch = batch_at((c + 1) * every)
+        if E is not None:
+            out["E"] = E(s.theta, s.psi, batch)
+        if F is not None:
+            out["F"] = F(s.theta, s.psi, rule.teacher(s.theta, s.teacher), batch)
+        return s, out
+
+    return jax.lax.scan(chunk, state, jnp.arange(num_steps // every))
+
+
+# --------------------------------------------------------------------------- continuous time
+
+def _bad(tree, max_norm):
+    norm = optax.tree_utils.tree_norm(tree)
+    return ~jnp.isfinite(norm) | (norm > max_norm)
 
 
 def rk4_step(V: Callable[[PyTree], PyTree], z: PyTree, dt: float) -> PyTree:
@@ -155,36 +318,3 @@ def run_flow(
     z, t, speed, _, e_up, rise, bad = jax.lax.while_loop(cond, body, init)
     status = jnp.where(bad, DIVERGED, jnp.where(speed < tol, CONVERGED, BUDGET))
     return RunResult(z, t, status, speed, e_up, jnp.zeros((), bool), rise)
-
-
-def trajectory(
-    step: Callable[[StepState, Any], tuple[StepState, dict]],
-    state: StepState,
-    batch: Any,
-    *,
-    num_steps: int,
-    every: int = 1,
-    E: Callable[..., jax.Array] | None = None,
-):
-    """Snapshots of (θ, ψ, ξ-state) and metrics every ``every`` steps, by ``lax.scan``.
-
-    Returns ``(final_state, snapshots)`` where ``snapshots`` is a dict with leading axis
-    ``num_steps // every``: ``theta``, ``psi``, ``F`` (value at the start of the chunk's last
-    step) and ``E`` (after it, if ``E`` is given).
-    """
-    if num_steps % every:
-        raise ValueError(f"num_steps={num_steps} must be a multiple of every={every}")
-
-    def chunk(s, _):
-        def inner(s2, _):
-            return step(s2, batch)
-
-        s, metrics = jax.lax.scan(inner, s, None, length=every)
-        out = {"theta": s.theta, "psi": s.psi, "F": metrics["F"][-1],
-               "d_theta": metrics["d_theta"][-1], "d_psi": metrics["d_psi"][-1],
-               "d_xi": metrics["d_xi"][-1]}
-        if E is not None:
-            out["E"] = E(s.theta, s.psi, batch)
-        return s, out
-
-    return jax.lax.scan(chunk, state, None, length=num_steps // every)

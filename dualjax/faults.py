@@ -1,33 +1,30 @@
 """Fault checks: stop a run at the first non-finite loss, gradient or parameter.
 
-A NaN in a training run usually shows up in the loss or the gradient norm a step before it
-poisons the parameters. :func:`check_finite` looks at the logged metrics (and, where asked, the
-whole train state) on the host and raises :class:`NonFiniteError` naming the step and every
-offending quantity, e.g. ``non-finite grad_norm at step 17``. The caller (the resumable loop,
-the V-JEPA trainer) then stops without saving the bad state, so the last checkpoint on disk is
-the last good one.
+A NaN in a training run usually shows up in the loss or the gradients a step before it poisons
+the parameters. The check is split so that the host never waits for the step it just dispatched:
 
-Quantities are named by their pytree key path: a metric ``"F"`` is ``F``; a leaf of a state
-checked under the name ``"state"`` is e.g. ``state.theta[0]``. :func:`all_finite` is the
-in-``jit`` variant (one boolean for a whole pytree) for callers that want a single device flag.
+* inside the jitted step, :func:`fault_flags` folds the step into one int32 bit mask
+  (bit 0: loss, bit 1: gradients, bit 2: parameters non-finite), returned with the metrics;
+* on the host, one step late, :func:`raise_on_flags` turns a non-zero mask into a
+  :class:`NonFiniteError` naming the step and the quantities, e.g.
+  ``non-finite F (loss), gradients at step 17``. The caller (the V-JEPA trainer) then stops
+  without logging or saving that step, so the last checkpoint on disk is the last good one.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-PyTree = Any
+from dualjax.typing import PyTree
+
+FAULT_NAMES = ("F (loss)", "gradients", "parameters")  # bits 0, 1, 2 of a fault mask
 
 
 class NonFiniteError(FloatingPointError):
     """A loss, gradient or parameter became NaN or ±inf.
 
-    ``step`` is the step at which it was seen and ``names`` the key paths of the non-finite
-    quantities, in pytree order.
+    ``step`` is the step at which it was seen and ``names`` the non-finite quantities.
     """
 
     def __init__(self, step: int | None, names: list[str]):
@@ -38,58 +35,25 @@ class NonFiniteError(FloatingPointError):
         super().__init__(f"non-finite {shown}{where}")
 
 
-def _path_name(prefix: str, path) -> str:
-    name = jax.tree_util.keystr(path, simple=True, separator=".")
-    if prefix and name:
-        return f"{prefix}.{name}"
-    return prefix or name or "value"
-
-
-def _is_float(leaf) -> bool:
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is None:
-        return isinstance(leaf, float)
-    return jnp.issubdtype(dtype, jnp.inexact)
-
-
-@jax.jit
-def _finite_flags(leaves: list) -> jax.Array:
-    # One device->host transfer for the whole tree instead of one per leaf.
-    return jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves])
-
-
-def nonfinite_names(tree: PyTree, name: str = "") -> list[str]:
-    """Key paths of the floating-point leaves of ``tree`` that contain a NaN or ±inf."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    flat = [(path, leaf) for path, leaf in flat if _is_float(leaf)]
-    if not flat:
-        return []
-    ok = [True] * len(flat)
-    dev = [i for i, (_, leaf) in enumerate(flat) if isinstance(leaf, jax.Array)]
-    for i, (_, leaf) in enumerate(flat):
-        if not isinstance(leaf, jax.Array):
-            ok[i] = bool(np.all(np.isfinite(np.asarray(leaf))))
-    if dev:
-        for i, flag in zip(dev, np.asarray(_finite_flags([flat[i][1] for i in dev]))):
-            ok[i] = bool(flag)
-    return [_path_name(name, path) for (path, _), good in zip(flat, ok) if not good]
-
-
-def check_finite(tree: PyTree, step: int | None = None, *, name: str = "") -> None:
-    """Raise :class:`NonFiniteError` if any floating-point leaf of ``tree`` is non-finite.
-
-    ``tree`` is a metrics dict (``{"F": ..., "grad_norm": ...}``) or any pytree (a train
-    state, gradients); ``name`` prefixes the reported key paths. Integer leaves are ignored.
-    Runs on the host (it synchronizes once); call it outside ``jit``.
-    """
-    names = nonfinite_names(tree, name)
-    if names:
-        raise NonFiniteError(None if step is None else int(step), names)
-
-
 def all_finite(tree: PyTree) -> jax.Array:
-    """In-``jit`` check: a scalar boolean, True iff every floating-point leaf is finite."""
-    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if _is_float(leaf)]
+    """In-``jit`` check: a scalar boolean, True iff every floating-point leaf of ``tree`` is finite
+    (integer leaves are never non-finite)."""
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(jnp.result_type(leaf), jnp.inexact)]
     if not leaves:
         return jnp.asarray(True)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def fault_flags(loss: jax.Array, grads: PyTree, params: PyTree) -> jax.Array:
+    """In-``jit``: the int32 mask ``1·[loss non-finite] + 2·[grads non-finite] + 4·[params
+    non-finite]`` of one step (bit i names ``FAULT_NAMES[i]``)."""
+    return (jnp.where(jnp.isfinite(loss), 0, 1) + jnp.where(all_finite(grads), 0, 2)
+            + jnp.where(all_finite(params), 0, 4)).astype(jnp.int32)
+
+
+def raise_on_flags(step: int, flags) -> None:
+    """Raise :class:`NonFiniteError` naming ``step`` and the quantities set in the mask ``flags``
+    (from :func:`fault_flags`); nothing if it is 0. Reading the mask synchronizes on it."""
+    bits = int(flags)
+    if bits:
+        raise NonFiniteError(step, [name for i, name in enumerate(FAULT_NAMES) if bits >> i & 1])

@@ -1,7 +1,8 @@
 """Prop 3.2 — the SG (and EMA) update field is not a gradient field: the Schwarz test.
 
 Let V(θ, ψ) = −(∇_θ F, ∇_ψ F)(θ, ψ, ξ)|_{ξ=θ} be the expected SG field (partial gradients taken with
-ξ a separate argument, then ξ = θ substituted — :func:`dualjax.rules.field`). On a simply connected
+ξ a separate argument, then ξ = θ substituted — :func:`dualjax.rules.field` of ``rules.sg()``;
+every test here takes any rule object with a field). On a simply connected
 open set V is a gradient field iff its Jacobian J = DV is symmetric (Schwarz / Poincaré). With
 u = g_ψ(f_θ(x)), v = f_ξ(y) and the half squared loss (MATH.md §3),
 
@@ -48,23 +49,20 @@ def flat_field(V: Callable[[PyTree], PyTree], z: PyTree):
 
 @jax.tree_util.register_pytree_node_class
 class ExpectedField:
-    """The expected ``rule`` field of objective F on ``batch``, as a function of one pytree z.
+    """The expected field of ``rule`` for objective F on ``batch``, as a function of one pytree z.
 
-    ``sg`` / ``plain``: z = (θ, ψ), V from :func:`dualjax.rules.field`; ``ema``: z = (θ, ψ, ξ),
-    V from :func:`dualjax.rules.ema_field` with rate k. It is a pytree whose data is the batch
-    (F, rule and k are static), so the jitted tests below compile once per (F, rule, k, shapes)
-    and are reused across points z and batches.
+    z = (θ, ψ) for a rule without a teacher copy, z = (θ, ψ, ξ) for one with a copy (rate k);
+    V from :func:`dualjax.rules.field`. It is a pytree whose data is the batch (F, the rule and
+    k are static), so the jitted tests below compile once per (F, rule, k, shapes) and are reused
+    across points z and batches.
     """
 
-    def __init__(self, F: Callable[..., jax.Array], batch, rule: str = "sg", k: float = 1.0):
-        if rule not in ("sg", "plain", "ema"):
-            raise ValueError(f"rule must be 'sg', 'ema' or 'plain', got {rule!r}")
+    def __init__(self, F: Callable[..., jax.Array], batch, rule: rules.TeacherRule, k: float | None = None):
+        self.V = rules.field(rules.check_rule(rule), F, k=k)
         self.F, self.batch, self.rule, self.k = F, batch, rule, k
 
     def __call__(self, z: PyTree) -> PyTree:
-        if self.rule == "ema":
-            return rules.ema_field(self.F, self.k)(z[0], z[1], z[2], self.batch)
-        return rules.field(self.rule, self.F)(z[0], z[1], self.batch)
+        return self.V(*z, self.batch)
 
     def tree_flatten(self):
         return (self.batch,), (self.F, self.rule, self.k)
@@ -132,18 +130,16 @@ def asymmetry_of(J) -> dict:
     return {"asymmetry": float(skew / norm), "skew_norm": float(skew), "jac_norm": float(norm), "params": int(J.shape[0])}
 
 
-def sg_field_at(F: Callable[..., jax.Array], batch, rule: str = "sg", k: float = 1.0) -> ExpectedField:
-    """The expected field as a function of one pytree z (an :class:`ExpectedField`).
-
-    ``sg`` / ``plain``: z = (θ, ψ), V from :func:`dualjax.rules.field`; ``ema``: z = (θ, ψ, ξ),
-    V from :func:`dualjax.rules.ema_field` with rate k.
-    """
+def field_at(F: Callable[..., jax.Array], batch, rule: rules.TeacherRule, k: float | None = None) -> ExpectedField:
+    """The expected field of ``rule`` as a function of one pytree z (an :class:`ExpectedField`):
+    z = (θ, ψ), or (θ, ψ, ξ) with rate k for a rule that carries a teacher."""
     return ExpectedField(F, batch, rule, k)
 
 
-def exact_asymmetry(F: Callable[..., jax.Array], z: PyTree, batch, *, rule: str = "sg", k: float = 1.0) -> dict:
+def exact_asymmetry(F: Callable[..., jax.Array], z: PyTree, batch, *, rule: rules.TeacherRule,
+                    k: float | None = None) -> dict:
     """Prop 3.2 exact test: ‖J − Jᵀ‖_F / ‖J‖_F of the expected ``rule`` field at z (jacfwd)."""
-    return {"rule": rule, **asymmetry_of(jacobian(sg_field_at(F, batch, rule, k), z))}
+    return {"rule": rule.name, **asymmetry_of(jacobian(field_at(F, batch, rule, k), z))}
 
 
 def probe_asymmetry(V: Callable[[PyTree], PyTree], z: PyTree, key, *, num_probes: int = 64) -> dict:

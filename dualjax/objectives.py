@@ -86,14 +86,17 @@ def regularizer(lam: float | jax.Array, theta: PyTree, psi: PyTree) -> jax.Array
 # --------------------------------------------------------------------------- F and E
 
 class Objective(NamedTuple):
-    """The pair (F, E) of a Siamese model.
+    """The pair (F, E) of a Siamese model, and its feature moment.
 
     ``F(theta, psi, xi, batch) -> scalar`` and ``E(theta, psi, batch) = F(theta, psi, theta, batch)``.
-    The update rules of :mod:`dualjax.rules` only ever see ``F``.
+    ``features(theta, batch) -> (n, n)``: the online encoder's feature second moment
+    M = E[f_θ(x) f_θ(x)ᵀ] on the batch, for rules that read it (DirectPred); ``None`` if unknown.
+    The update rules of :mod:`dualjax.rules` see ``F`` (and ``features`` when they ask for it).
     """
 
     F: Callable[..., jax.Array]
     E: Callable[..., jax.Array]
+    features: Callable[..., jax.Array] | None = None
 
 
 def siamese(
@@ -109,6 +112,8 @@ def siamese(
     the mean over all leading axes of the per-pair loss.
 
         F(θ, ψ, ξ) = mean l[g_ψ(f_θ(x)), f_ξ(y)] + λ(‖θ‖² + ‖ψ‖²)/2
+
+    and ``features(θ, batch)`` = the mean of f fᵀ over every leading axis, f = f_θ(x).
     """
     loss_fn = get_loss(loss)
 
@@ -121,7 +126,12 @@ def siamese(
     def E(theta: PyTree, psi: PyTree, batch: tuple[Any, Any]) -> jax.Array:
         return F(theta, psi, theta, batch)
 
-    return Objective(F=F, E=E)
+    def features(theta: PyTree, batch: tuple[Any, Any]) -> jax.Array:
+        f = encode(theta, batch[0])
+        f = f.reshape(-1, f.shape[-1])
+        return f.T @ f / f.shape[0]
+
+    return Objective(F=F, E=E, features=features)
 
 
 def energy(F: Callable[..., jax.Array]) -> Callable[..., jax.Array]:

@@ -29,6 +29,7 @@ from tqdm import tqdm  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
+from dualjax import rules  # noqa: E402
 from dualjax.linear import equilibria as eq  # noqa: E402
 from dualjax.linear import model  # noqa: E402
 from dualjax.linear import stability as st  # noqa: E402
@@ -43,8 +44,8 @@ def survey_one(m, kind, seed, lam, k):
     n = m + 2
     classes, ema_classes, unstable = [], [], []
     for S in pd:
-        r = st.analyze(S, mom, lam, n, rule="sg")
-        e = st.analyze(S, mom, lam, n, rule="ema", k=k)
+        r = st.analyze(S, mom, lam, n, rule=rules.sg())
+        e = st.analyze(S, mom, lam, n, rule=rules.ema(), k=k)
         classes.append(r.kind)
         ema_classes.append(e.kind)
         unstable.append(r.n_unstable)

@@ -29,18 +29,19 @@ from dualjax import rules
 from dualjax.linear import montecarlo as mc
 from dualjax.linear.montecarlo import general_figures
 
+PAIR = [rules.sg(), rules.ema()]
 COLUMNS = ("full_rank_loewner_max", "full_rank_other", "partial", "origin", "not_converged", "diverged")
 
 
 def settings(trials: int, m_trials: dict) -> list[tuple[str, mc.GeneralConfig, list, int]]:
     """(tag, config, rules, trials) of the sweep."""
-    out = [(f"m{m}", mc.GeneralConfig(m=m, n=m + 2), ["sg", "ema"], m_trials.get(m, trials)) for m in (1, 2, 3, 4)]
-    out += [(f"m2_n{n}", mc.GeneralConfig(m=2, n=n), ["sg", "ema"], trials) for n in (3, 8)]
-    out += [(f"m2_lam{lo}-{hi}", mc.GeneralConfig(m=2, n=4, lam_range=(lo, hi)), ["sg", "ema"], trials)
+    out = [(f"m{m}", mc.GeneralConfig(m=m, n=m + 2), PAIR, m_trials.get(m, trials)) for m in (1, 2, 3, 4)]
+    out += [(f"m2_n{n}", mc.GeneralConfig(m=2, n=n), PAIR, trials) for n in (3, 8)]
+    out += [(f"m2_lam{lo}-{hi}", mc.GeneralConfig(m=2, n=4, lam_range=(lo, hi)), PAIR, trials)
             for lo, hi in ((0.01, 0.03), (0.05, 0.1))]
     ema = [rules.ema(a)._replace(name=f"ema{a}") for a in (0.9, 0.999)]
     out += [("m2_alpha", mc.GeneralConfig(m=2, n=4), ema, trials)]
-    out += [(f"m2_s{s}", mc.GeneralConfig(m=2, n=4, init_scale=s), ["sg", "ema"], trials) for s in (0.2, 0.5, 2.0)]
+    out += [(f"m2_s{s}", mc.GeneralConfig(m=2, n=4, init_scale=s), PAIR, trials) for s in (0.2, 0.5, 2.0)]
     return out
 
 

@@ -16,6 +16,7 @@ import itertools
 import json
 import time
 
+from dualjax import rules
 from dualjax.linear import montecarlo as mc
 
 PAPER = {"sg": 82.0, "ema": 92.8}
@@ -42,10 +43,9 @@ def main(argv=None) -> int:
     t0 = time.time()
     for n, s, eta in itertools.product(ns, scales, etas):
         base = mc.Config(n=n, init_scale=s, eta=eta)
-        sg = mc.summarize(mc.study(args.trials, ["sg"], base, seed=args.seed)["sg"])
+        sg = mc.summarize(mc.study(args.trials, [rules.sg()], base, seed=args.seed)["sg"])
         for alpha in alphas:
-            cfg = mc.Config(n=n, init_scale=s, eta=eta, alpha=alpha)
-            ema = mc.summarize(mc.study(args.trials, ["ema"], cfg, seed=args.seed)["ema"])
+            ema = mc.summarize(mc.study(args.trials, [rules.ema(alpha)], base, seed=args.seed)["ema"])
             row = {"n": n, "init_scale": s, "eta": eta, "alpha": alpha}
             for name, summ in (("sg", sg), ("ema", ema)):
                 row[f"{name}_outer"] = 100 * summ["fractions"]["outer"]["fraction"]

@@ -54,15 +54,16 @@ every = 10
 starts = [model.init_params(jax.random.PRNGKey(s), n, 1, scale=0.3) for s in range(4 if SMALL else 12)]
 
 paths = {}
-for name in rules.RULES:
-    init, step = rules.make_step(obj.F, rules.get_rule(name, 0.99), optax.sgd(0.05))
+RULES = (rules.plain(), rules.sg(), rules.ema(0.99))  # rule objects; rules.get(name) builds one by name
+for rule in RULES:
+    init, step = rules.make_step(obj.F, rule, optax.sgd(0.05))
     run = jax.jit(lambda s: dynamics.trajectory(step, s, mom, num_steps=steps, every=every, E=obj.E))
-    paths[name] = [run(init(A0, B0))[1] for A0, B0 in starts]
+    paths[rule.name] = [run(init(A0, B0))[1] for A0, B0 in starts]
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 circle = np.linspace(0, 2 * np.pi, 200)
-for ax, name in zip(axes, rules.RULES):
+for ax, name in zip(axes, paths):
     for (A0, _), snaps in zip(starts, paths[name]):
         a = np.concatenate([np.asarray(A0)[None, :, 0], np.asarray(snaps["theta"])[:, :, 0]])
         ax.plot(a[:, 0], a[:, 1], lw=1)
@@ -81,7 +82,7 @@ plt.show()
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.5))
-for name, color in zip(rules.RULES, ["gray", "tab:blue", "tab:orange"]):
+for name, color in zip(paths, ["gray", "tab:blue", "tab:orange"]):
     for snaps in paths[name][:3]:
         ax.plot(np.arange(1, len(snaps["E"]) + 1) * every, snaps["E"], color=color, lw=1)
     ax.plot([], [], color=color, label=name)
@@ -91,7 +92,7 @@ ax.set_ylabel("E(θ_t, ψ_t)")
 ax.legend()
 plt.show()
 
-increased = {name: [bool(np.any(np.diff(np.asarray(s["E"])) > 1e-12)) for s in paths[name]] for name in rules.RULES}
+increased = {name: [bool(np.any(np.diff(np.asarray(s["E"])) > 1e-12)) for s in paths[name]] for name in paths}
 print({k: f"{sum(v)}/{len(v)} runs with E increasing" for k, v in increased.items()})
 assert not any(increased["plain"])
 
@@ -100,7 +101,7 @@ assert not any(increased["plain"])
 # $\frac{d}{dt}\|A\|^2 = -4q - 2\lambda\|A\|^2$ gives $\|A(t)\| \le e^{-\lambda t}\|A(0)\|$.
 
 # %%
-V = rules.field("plain", obj.F)
+V = rules.field(rules.plain(), obj.F)
 z = model.init_params(jax.random.PRNGKey(7), 3, 1, scale=3.0)
 dt, T = 0.01, (20.0 if SMALL else 100.0)
 rk4 = jax.jit(lambda z: dynamics.rk4_step(lambda w: V(w[0], w[1], mom), z, dt))

@@ -130,7 +130,7 @@ assert any(e.rank == 0 for e in enum.equilibria) and any(0 < e.rank < m for e in
 # independent of the closed form — and satisfy $A^\top A=S$ and $B^\top B=AA^\top$.
 
 # %%
-V_sg = jax.jit(rules.field("sg", model.objective(lam).F))
+V_sg = jax.jit(rules.field(rules.sg(), model.objective(lam).F))
 num = 4 if SMALL else 16
 worst = {"field": 0.0, "gram": 0.0, "BtB": 0.0}
 for k, e in enumerate(enum.positive_definite):
@@ -154,9 +154,9 @@ assert worst["field"] < 1e-10 and worst["gram"] < 1e-10 and worst["BtB"] < 1e-10
 # %%
 reports = []
 for e in enum.equilibria:
-    sg = st.analyze(e.S, mom, lam, n, rule="sg")
-    dense = st.analyze(e.S, mom, lam, n, rule="sg", method="dense")
-    ema = st.analyze(e.S, mom, lam, n, rule="ema", k=1.0)
+    sg = st.analyze(e.S, mom, lam, n, rule=rules.sg())
+    dense = st.analyze(e.S, mom, lam, n, rule=rules.sg(), method="dense")
+    ema = st.analyze(e.S, mom, lam, n, rule=rules.ema(), k=1.0)
     gap = max(np.min(np.abs(dense.spectrum - mu)) for mu in sg.spectrum)
     assert gap < 1e-8 and dense.kind == sg.kind and dense.n_unstable == sg.n_unstable
     reports.append((e, sg, ema))
@@ -254,13 +254,13 @@ def closed_form_ema(r, n, k):
 
 for name, r, expect in [("S₂ (outer)", r2, st.STABLE), ("S₁ (inner)", r1, st.SADDLE)]:
     S = np.array([[r**2]])
-    sg = st.analyze(S, mom1, l_, n1, rule="sg", method="dense")
+    sg = st.analyze(S, mom1, l_, n1, rule=rules.sg(), method="dense")
     err = np.max(np.abs(np.sort_complex(sg.spectrum) - closed_form_sg(r, n1)))
     print(f"{name}: SG {sg.kind} ({sg.n_unstable} unstable), |spectrum − closed form| = {err:.1e}, radial λ − p = "
           f"{l_ - r_ * r**2:+.4f} vs ∓r√Δ = {(-1 if r == r2 else 1) * r * np.sqrt(delta):+.4f}")
     assert sg.kind == expect and err < 1e-10 and sg.n_unstable == (r == r1)
     for k in (0.05, 1.0, 20.0):
-        ema = st.analyze(S, mom1, l_, n1, rule="ema", k=k, method="dense")
+        ema = st.analyze(S, mom1, l_, n1, rule=rules.ema(), k=k, method="dense")
         err = np.max(np.abs(np.sort_complex(ema.spectrum) - closed_form_ema(r, n1, k)))
         assert ema.kind == expect and err < 1e-9, (k, ema.kind, err)
 print("EMA spectra match the closed form and the verdicts for k ∈ {0.05, 1, 20}")

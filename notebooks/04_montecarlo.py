@@ -42,6 +42,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, Markdown, display
 
+from dualjax import rules
 from dualjax.linear import montecarlo as mc
 from dualjax.linear.montecarlo import figures  # every figure is written to a PNG and displayed
 from dualjax.linear import spheres
@@ -82,8 +83,10 @@ assert abs(mc.P_DELTA_NONNEG - 0.47667) < 5e-6
 
 # %%
 cfg = mc.Config()
+ALPHA = 0.99  # the EMA momentum; the rules are objects (rules.get("ema", momentum=ALPHA) builds the same)
+RULES = (rules.sg(), rules.ema(ALPHA))
 t0 = time.perf_counter()
-results = mc.study(TRIALS, ["sg", "ema"], cfg, seed=0)
+results = mc.study(TRIALS, RULES, cfg, seed=0)
 study_seconds = time.perf_counter() - t0
 summ = mc.summary(results, cfg, seed=0)
 print(f"{TRIALS} trials × 2 rules in {study_seconds:.1f} s (including compilation)")
@@ -166,7 +169,7 @@ display(Image(figures.plot_fractions(os.path.join(OUT, "fractions.png"), summ)))
 ex = figures.EXAMPLE
 r1, r2 = (float(r) for r in spheres.radii(ex["rho"], ex["tau"], ex["lam"]))
 assert abs(r1 - 0.2) < 1e-12 and abs(r2 - 1.0) < 1e-12
-display(Image(figures.plot_trajectories(os.path.join(OUT, "trajectories.png"), eta=cfg.eta, alpha=cfg.alpha,
+display(Image(figures.plot_trajectories(os.path.join(OUT, "trajectories.png"), RULES, eta=cfg.eta,
                                         num_starts=8 if SMALL else 12)))
 
 # %% [markdown]
@@ -177,17 +180,17 @@ display(Image(figures.plot_trajectories(os.path.join(OUT, "trajectories.png"), e
 # %%
 grid = 21 if SMALL else 61
 basins = {}
-for rule in ("sg", "ema"):
-    xs, codes, B0 = figures.basin_map(rule, eta=cfg.eta, alpha=cfg.alpha, grid=grid)
-    basins[rule] = codes
+for rule in RULES:
+    xs, codes, B0 = figures.basin_map(rule, eta=cfg.eta, grid=grid)
+    basins[rule.name] = codes
     share = {o: float(np.mean(codes == i)) for i, o in enumerate(mc.OUTCOMES)}
-    print(rule, {o: f"{100 * v:.1f}%" for o, v in share.items() if v})
+    print(rule.name, {o: f"{100 * v:.1f}%" for o, v in share.items() if v})
     assert not np.any(codes == mc.INNER)
     X, Y = np.meshgrid(xs, xs)
     near_zero = np.hypot(X, Y) < 0.5 * r1
     assert np.all(codes[near_zero] == mc.ORIGIN)  # deep inside S₁: collapse
     assert share["outer"] + share["origin"] > 0.97
-display(Image(figures.plot_basins(os.path.join(OUT, "basins.png"), eta=cfg.eta, alpha=cfg.alpha, grid=grid)))
+display(Image(figures.plot_basins(os.path.join(OUT, "basins.png"), RULES, eta=cfg.eta, grid=grid)))
 
 # %% [markdown]
 # ## $E$ and $F$ along trajectories (Prop 3.1)
@@ -196,8 +199,8 @@ display(Image(figures.plot_basins(os.path.join(OUT, "basins.png"), eta=cfg.eta, 
 # by a relative $10^{-10}$. Below, three sample trials from the study are shown.
 
 # %%
-cases = figures.energy_cases(results, cfg, seed=0)
-display(Image(figures.plot_energy(os.path.join(OUT, "energy.png"), cases, eta=cfg.eta, alpha=cfg.alpha,
+cases = figures.energy_cases(results, cfg, 0, RULES)
+display(Image(figures.plot_energy(os.path.join(OUT, "energy.png"), cases, eta=cfg.eta,
                                   num_steps=10_000 if SMALL else 20_000)))
 for rule in ("sg", "ema"):
     s = summ["rules"][rule]
@@ -208,7 +211,7 @@ for rule in ("sg", "ema"):
     assert s["by_outcome"]["outer"]["e_increased"] > 0.1  # Prop 3.1: E is not a Lyapunov function of SG / EMA
 sg = results["sg"]
 assert not np.any(sg["e_increased"][sg["delta"] < 0])  # SG: E only rose on the way to a sphere
-assert {c["rule"] for c in cases} == {"sg", "ema"}
+assert {c["rule"].name for c in cases} == {"sg", "ema"}
 
 # %% [markdown]
 # ## Same numbers on 1 device or all of them
@@ -221,8 +224,8 @@ assert {c["rule"] for c in cases} == {"sg", "ema"}
 
 # %%
 check_n, ndev = 256, jax.device_count()
-one_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=1, chunk=32, engine="fast")
-all_dev = mc.study(check_n, ["sg", "ema"], cfg, seed=0, devices=ndev, chunk=32, engine="fast") if ndev > 1 else one_dev
+one_dev = mc.study(check_n, RULES, cfg, seed=0, devices=1, chunk=32, engine="fast")
+all_dev = mc.study(check_n, RULES, cfg, seed=0, devices=ndev, chunk=32, engine="fast") if ndev > 1 else one_dev
 frac = lambda cols: {o: float(np.mean(cols["outcome"] == i)) for i, o in enumerate(mc.OUTCOMES)}  # noqa: E731
 for rule in ("sg", "ema"):
     for name, col in one_dev[rule].items():
@@ -260,11 +263,11 @@ sens = {}
 t0 = time.perf_counter()
 for s_ in scales:
     for rule, alpha in settings:
-        if s_ == cfg.init_scale and alpha == cfg.alpha:
+        if s_ == cfg.init_scale and alpha == ALPHA:
             cols = {k: v[:sens_trials] for k, v in results[rule].items()}
         else:
-            c = mc.Config(init_scale=s_, alpha=alpha)
-            cols = mc.study(sens_trials, [rule], c, seed=0)[rule]
+            c = mc.Config(init_scale=s_)
+            cols = mc.study(sens_trials, [rules.resolve(rule, momentum=alpha)], c, seed=0)[rule]
         sens[s_, rule, alpha] = mc.summarize(cols)
 print(f"sensitivity runs: {time.perf_counter() - t0:.1f} s")
 

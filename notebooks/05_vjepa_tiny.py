@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -32,12 +34,14 @@ SMALL = bool(os.environ.get("DUALJAX_NOTEBOOK_SMALL"))  # the test suite runs no
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dualjax import configs
+from dualjax.vjepa import config as vconfig
 from dualjax.vjepa import plots as vplots
 from dualjax.vjepa import train as vtrain
 
 out = Path(os.environ.get("DUALJAX_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="vjepa_nb_"))
 steps = 20 if SMALL else 150
-overrides = dict(num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
+overrides = dict(steps=steps, warmup_steps=steps // 10, num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
 if SMALL:
     overrides.update(log_every=5, probe_steps=50, num_train=256, num_heldout=128, probe_train_clips=256)
 
@@ -47,7 +51,9 @@ if SMALL:
 # %%
 runs = {}
 for teacher in ("sg", "ema"):
-    runs[teacher] = vtrain.quick_run(out / teacher, steps=steps, teacher=teacher, config="tiny", **overrides)
+    cfg = configs.override(vconfig.load("tiny"), dict(overrides, teacher=teacher)).validate()
+    records = vtrain.train(cfg, out / teacher, progress=False)
+    runs[teacher] = {"records": records, "summary": vtrain.summarize(records)}
     s = runs[teacher]["summary"]
     print(f"{teacher}: F {s['F_first']:.3f} -> {s['F_last']:.3f}, E min {s['E_min']:.3f} at step {s['E_argmin_step']}, "
           f"E last {s['E_last']:.3f}, probe {s['probe_top1']}")
@@ -69,6 +75,21 @@ for teacher, run in runs.items():
     # EMA's teacher moves by (1 − α) of the way to θ each step: much less than θ itself
     if teacher == "ema":
         assert all(r["d_xi"] < r["d_theta"] for r in recs[1:])
+
+# %% [markdown]
+# ## Is either run collapsing?
+# Every record also carries the collapse monitor (`docs/collapse.md`): effective ranks of the student, teacher
+# and predictor features (`rank_*`), token stds (`std_target`, `std_pred`) and the flag `collapse` (teacher
+# rank below 0.2 of its first value, or target std below 0.1). `dualjax diagnose DIR` gives the same verdict.
+
+# %%
+from dualjax import diagnosis
+
+for teacher, run in runs.items():
+    recs = run["records"]
+    print(f"{teacher}: teacher rank {recs[0]['rank_teacher']:.1f} -> {recs[-1]['rank_teacher']:.1f}, "
+          f"flagged at steps {[r['step'] for r in recs if r['collapse']]}")
+    print("  " + diagnosis.diagnose_run(recs, teacher)["lines"][0])
 
 # %%
 fig_path = vplots.plot_runs({k.upper(): v["records"] for k, v in runs.items()}, out / "figure2.png",

@@ -11,22 +11,28 @@ from dualjax import dynamics, rules
 from dualjax.linear import model, spheres
 from dualjax.linear import montecarlo as mc
 
-# A small, quickly converging configuration for the driver tests.
-SMALL = mc.Config(n=2, eta=0.1, alpha=0.9, init_scale=0.5, max_steps=6000, lam_range=(0.05, 0.1))
+# A small, quickly converging configuration for the driver tests, and its rules (EMA α = 0.9).
+SMALL = mc.Config(n=2, eta=0.1, init_scale=0.5, max_steps=6000, lam_range=(0.05, 0.1))
+
+
+def rule_of(name, alpha=0.9):
+    """The rule called ``name`` (the EMA with momentum ``alpha``)."""
+    return rules.resolve(name, momentum=alpha)
 
 
 @pytest.mark.parametrize("rule", ["sg", "ema"])
 @pytest.mark.parametrize("n", [2, 3])
 def test_fast_step_equals_rules_autodiff_step(rule, n):
     """The closed-form m = 1 step is the rules' autodiff step (rules.make_step + optax.sgd)."""
-    cfg = mc.Config(n=n, eta=0.07, alpha=0.8)
+    cfg = mc.Config(n=n, eta=0.07)
+    rule = rule_of(rule, 0.8)
     trial = mc.sample_trial(jax.random.PRNGKey(3), 5, cfg)
     fast, slow = mc.fast_engine(rule, cfg), mc.rules_engine(rule, cfg)
     dyn_f, dyn_s = fast.init(trial), slow.init(trial)
     for _ in range(5):
         (E_f, F_f, sq_f), (E_s, F_s, sq_s) = fast.measure(trial, dyn_f), slow.measure(trial, dyn_s)
         np.testing.assert_allclose([E_f, sq_f], [E_s, sq_s], rtol=1e-12, atol=1e-15)
-        if rule == "ema":
+        if rule.carries_teacher:
             np.testing.assert_allclose(F_f, F_s, rtol=1e-12, atol=1e-15)
         else:  # SG carries no F: F(θ, ψ, ξ = θ) is E
             assert F_f is None and F_s is None
@@ -37,7 +43,7 @@ def test_fast_step_equals_rules_autodiff_step(rule, n):
         np.testing.assert_allclose(inc_f, inc_s, rtol=1e-12, atol=1e-15)
     # and the rules' step is the foundation's make_step itself
     obj = model.objective(trial.lam)
-    init, step = rules.make_step(obj.F, rules.get_rule(rule, cfg.alpha), optax.sgd(cfg.eta))
+    init, step = rules.make_step(obj.F, rule, optax.sgd(cfg.eta))
     s = init(trial.a0[:, None], trial.B0)
     for _ in range(5):
         s, _ = step(s, mc.trial_moments(trial))
@@ -76,12 +82,11 @@ def test_classification_one_instance_per_outcome(rule, engine):
     cfg = HAND_CFG
     # the radii used above are Prop 4.11's closed form
     np.testing.assert_allclose(spheres.radii(0.5, 0.6, 0.1), (r1, r2), rtol=1e-14)
-    res = mc.run_points(batch, rule, cfg, engine=engine)
+    teacher = rule_of(rule, 0.99)
+    res = mc.run_points(batch, teacher, cfg, engine=engine)
     assert [mc.OUTCOMES[int(o)] for o in res["outcome"]] == names
 
     # the same verdicts from the foundation's own loop (dynamics.run_discrete)
-    teacher = rules.get_rule(rule, cfg.alpha)
-
     def reference(trial):
         obj = model.objective(trial.lam)
         init, step = rules.make_step(obj.F, teacher, optax.sgd(cfg.eta))
@@ -100,8 +105,8 @@ def test_classification_one_instance_per_outcome(rule, engine):
 def test_run_trial_is_a_pure_vmappable_function():
     key = jax.random.PRNGKey(7)
     idx = jnp.arange(16)
-    cols = jax.jit(jax.vmap(lambda i: mc.run_trial(key, i, "sg", SMALL)))(idx)
-    pool = mc.run_trials(key, 16, "sg", SMALL, chunk=8, block=64)
+    cols = jax.jit(jax.vmap(lambda i: mc.run_trial(key, i, rules.sg(), SMALL)))(idx)
+    pool = mc.run_trials(key, 16, rules.sg(), SMALL, chunk=8, block=64)
     for name in ("outcome", "steps", "rho", "e_increased"):
         np.testing.assert_array_equal(np.asarray(cols[name]), pool[name])
     # a different XLA program (one step per loop iteration): equal up to rounding
@@ -120,8 +125,8 @@ def test_fixed_seed_results_identical_on_1_and_8_devices(tmp_path):
     key = jax.random.PRNGKey(11)
     runs = {}
     for rule in ("sg", "ema"):
-        one = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=1, chunk=32, block=128)
-        eight = mc.run_trials(key, 96, rule, SMALL, engine="fast", devices=8, chunk=8, block=128)
+        one = mc.run_trials(key, 96, rule_of(rule), SMALL, engine="fast", devices=1, chunk=32, block=128)
+        eight = mc.run_trials(key, 96, rule_of(rule), SMALL, engine="fast", devices=8, chunk=8, block=128)
         for name in one:
             np.testing.assert_array_equal(one[name], eight[name], err_msg=f"{rule}:{name}")
         s1, s8 = mc.summarize(one), mc.summarize(eight)
@@ -132,7 +137,7 @@ def test_fixed_seed_results_identical_on_1_and_8_devices(tmp_path):
     assert csv1 == csv8 and csv1.count(b"\n") == 1 + 2 * 96
 
 
-def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg):
+def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg, alpha=0.9):
     """Independent vectorized NumPy SG / EMA (MATH.md §1), same stopping and classification rules."""
     a, B = a0.copy(), B0.copy()
     c = a.copy()
@@ -152,7 +157,7 @@ def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg):
         dB = cfg.eta * (r[:, :, None] * a[:, None, :] + lam_[:, :, None] * B)
         a_new, B_new = a - da, B - dB
         if rule == "ema":
-            c_new = cfg.alpha * c + (1 - cfg.alpha) * a_new
+            c_new = alpha * c + (1 - alpha) * a_new
             new_inc2 = (da**2).sum(1) + (dB**2).sum((1, 2)) + ((c_new - c) ** 2).sum(1)
         else:
             c_new = a_new
@@ -182,7 +187,7 @@ def _numpy_simulation(rho, tau, lam, a0, B0, rule, cfg):
 def test_fractions_match_independent_numpy_simulation(rule, engine):
     trials = 200
     key = jax.random.PRNGKey(5)
-    ours = mc.run_trials(key, trials, rule, SMALL, engine=engine, chunk=64)
+    ours = mc.run_trials(key, trials, rule_of(rule), SMALL, engine=engine, chunk=64)
     sampled = jax.jit(jax.vmap(lambda i: mc.sample_trial(key, i, SMALL)))(jnp.arange(trials))
     rho, tau, lam, a0, B0 = (np.asarray(x) for x in sampled[1:])
     np.testing.assert_array_equal(rho, ours["rho"])
@@ -246,17 +251,17 @@ def test_rho_is_never_zero_and_samples_lie_in_range():
         ({"cfg": mc.Config(lam_range=(0.0, 0.1))}, "lam_range"),
         ({"cfg": mc.Config(lam_range=(-0.1, 0.1))}, "lam_range"),
         ({"cfg": mc.Config(tau_range=(1.0, -1.0))}, "tau_range"),
-        ({"cfg": mc.Config(alpha=1.5)}, "alpha"),
+        ({"rules_": [rules.ema(0.9), rules.ema(0.99)]}, "distinct names"),
         ({"cfg": mc.Config(eta=0.0)}, "eta"),
         ({"cfg": mc.Config(n=1)}, "n"),
         ({"trials": 0}, "trials"),
         ({"trials": -5}, "trials"),
-        ({"rules_": ["sgd"]}, "sgd"),
+        ({"rules_": ["sgd"]}, "rule must be a dualjax.rules.TeacherRule, got 'sgd'"),
         ({"seed": -1}, "seed"),
     ],
 )
 def test_bad_input_raises_clear_errors(kwargs, match):
-    args = {"trials": 10, "rules_": ["sg"], "cfg": SMALL, "seed": 0} | kwargs
+    args = {"trials": 10, "rules_": [rules.sg()], "cfg": SMALL, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=match):
         mc.study(args["trials"], args["rules_"], args["cfg"], seed=args["seed"])
 
@@ -265,7 +270,7 @@ def test_e_increase_is_recorded_along_trajectories():
     """MATH.md §7: a run that ends on S₂ with E(end) > E(θ₀) must have raised E somewhere."""
     cfg = SMALL
     key = jax.random.PRNGKey(2)
-    out = mc.run_trials(key, 200, "sg", cfg, chunk=64)
+    out = mc.run_trials(key, 200, rules.sg(), cfg, chunk=64)
     checked = 0
     for i in np.flatnonzero(out["outcome"] == mc.OUTER):
         t = mc.sample_trial(key, int(i), cfg)

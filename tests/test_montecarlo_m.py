@@ -21,7 +21,7 @@ from dualjax.linear.montecarlo import endpoints, general_figures
 # One m = 2 configuration and one set of rule objects for every test here (and the CLI's defaults
 # at --m 2 --n 3), so the pools and checks compile once.
 CFG2 = mc.GeneralConfig(m=2, n=3)
-SG, EMA = mc.resolve_rules(["sg", "ema"], CFG2.alpha)
+SG, EMA = rules.sg(), rules.ema(0.99)
 
 
 def _mapped_to_m1(cols):
@@ -33,16 +33,17 @@ def _mapped_to_m1(cols):
 def test_m1_is_the_paper_study_trial_by_trial():
     """At m = 1 the default ensemble draws the m = 1 study's trials, and the outcomes and step counts
     are the same, SG and EMA (outer ↔ full rank on the Loewner-maximal component)."""
-    cfg1 = mc.Config(n=2, eta=0.1, alpha=0.9, max_steps=20_000)
-    cfg = mc.GeneralConfig(m=1, n=2, eta=0.1, alpha=0.9, max_steps=20_000)
+    cfg1 = mc.Config(n=2, eta=0.1, max_steps=20_000)
+    cfg = mc.GeneralConfig(m=1, n=2, eta=0.1, max_steps=20_000)
     key = jax.random.PRNGKey(3)
     for i in (0, 7, 123):
         t, inst = mc.sample_trial(key, i, cfg1), mc.sample_instance(key, i, cfg, mc.SAMPLERS["paper"])
         for a, b in ((t.rho, inst.rho[0, 0]), (t.tau, inst.tau[0, 0]), (t.lam, inst.lam), (t.a0, inst.A0[:, 0]),
                      (t.B0, inst.B0)):
             np.testing.assert_array_equal(a, b)
-    old = mc.study(64, ["sg", "ema"], cfg1, seed=3, engine="rules")
-    new = mc.general_study(64, ["sg", "ema"], cfg, seed=3, components=0)
+    pair = [rules.sg(), rules.ema(0.9)]
+    old = mc.study(64, pair, cfg1, seed=3, engine="rules")
+    new = mc.general_study(64, pair, cfg, seed=3, components=0)
     for rule in ("sg", "ema"):
         expected = np.asarray(mc.OUTCOMES)[old[rule]["outcome"]]
         np.testing.assert_array_equal(_mapped_to_m1(new.columns[rule]), expected)
@@ -140,7 +141,7 @@ def test_hand_built_m2_instance_starts_near_each_component():
 
 @pytest.fixture(scope="module")
 def study_m2():
-    return mc.general_study(40, [SG, EMA, "plain"], CFG2, seed=1)
+    return mc.general_study(40, [SG, EMA, rules.plain()], CFG2, seed=1)
 
 
 def test_full_rank_end_points_solve_prop45_and_are_enumerated(study_m2):
@@ -179,8 +180,7 @@ def test_step_map_jacobian_agrees_with_stability_analyze():
     mom = model.moments(RHO, TAU)
     enum = batched.enumerate_batch(RHO[None], TAU[None], np.array([LAM]))
     comps = [(enum.S[0, i], int(enum.rank[0, i])) for i in range(enum.count[0])]
-    for rule, k in ((SG, None), (EMA, (1 - CFG2.alpha) / CFG2.eta)):
-        rule_name = rule.name
+    for rule, k in ((SG, None), (EMA, (1 - EMA.ema_alpha) / CFG2.eta)):
         init, _ = rules.make_step(model.objective(LAM).F, rule, optax.sgd(CFG2.eta))
         states = [endpoints.flatten_state(init(*(jnp.asarray(x) for x in equilibria.equilibrium_point(S, mom, LAM, CFG2.n))))
                   for S, _ in comps]
@@ -192,7 +192,7 @@ def test_step_map_jacobian_agrees_with_stability_analyze():
         _, res, cls, n_unstable = endpoints.fixed_points(rule, CFG2, z, zi, data, drop)
         assert np.all(res < 1e-12)
         for (S, _), c in zip(comps, cls):
-            ref = stability.analyze(S, mom, LAM, CFG2.n, rule=rule_name, **({} if k is None else {"k": k}))
+            ref = stability.analyze(S, mom, LAM, CFG2.n, rule=rule, **({} if k is None else {"k": k}))
             assert endpoints.JACOBIAN[c] == ref.kind
 
 
@@ -249,9 +249,12 @@ def test_samplers_and_rules_as_objects():
     inst = mc.sample_instances(key, np.arange(4), CFG2, fixed)
     np.testing.assert_allclose(inst.tau, np.tile(0.9 * np.eye(2), (4, 1, 1)))
     assert len(set(np.asarray(inst.lam).tolist())) == 4 and inst.A0.shape == (4, 3, 2)
-    assert [r.name for r in mc.resolve_rules(["sg", rules.ema(0.9)._replace(name="ema90")], 0.99)] == ["sg", "ema90"]
+    assert [r.name for r in mc.resolve_rules([SG, rules.ema(0.9)._replace(name="ema90")])] == ["sg", "ema90"]
+    assert [r.name for r in mc.resolve_rules(None)] == ["sg", "ema"]
     with pytest.raises(ValueError, match="distinct"):
-        mc.resolve_rules(["sg", rules.sg()], 0.99)
+        mc.resolve_rules([SG, rules.sg()])
+    with pytest.raises(ValueError, match="TeacherRule"):
+        mc.resolve_rules(["sg"])
     with pytest.raises(ValueError, match="ensemble"):
         mc.check_general_config(mc.GeneralConfig(ensemble="nope"))
 

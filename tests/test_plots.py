@@ -3,6 +3,7 @@ of a sensible size."""
 
 import numpy as np
 
+from dualjax import rules
 from dualjax.linear import montecarlo as mc
 from dualjax.linear.montecarlo import figures
 
@@ -28,13 +29,13 @@ def test_trajectories_basins_and_energy(tmp_path):
     p = figures.plot_trajectories(tmp_path / "traj.png", num_starts=3, num_steps=600)
     assert _is_png(p)
     # a coarse basin map: the corners of [-1.5, 1.5]^2 lie well outside S1 and reach S2 (r2 = 1)
-    xs, codes, _ = figures.basin_map("sg", grid=5, max_steps=6000)
+    xs, codes, _ = figures.basin_map(rules.sg(), grid=5, max_steps=6000)
     assert codes.shape == (5, 5) and xs[0] == -1.5
     assert codes[0, 0] == mc.OUTER and codes[-1, -1] == mc.OUTER
     assert _is_png(figures.plot_basins(tmp_path / "basins.png", grid=5, max_steps=6000))
-    case = {"rule": "ema", "rho": 0.5, "tau": 0.6, "lam": 0.1, "a0": np.array([0.1, 0.05]),
+    case = {"rule": rules.ema(0.99), "rho": 0.5, "tau": 0.6, "lam": 0.1, "a0": np.array([0.1, 0.05]),
             "B0": 0.1 * np.eye(2)}
-    a, E, F = figures.run_paths("ema", [case["a0"]], [case["B0"]], [0.5], [0.6], [0.1], num_steps=400, every=20)
+    a, E, F = figures.run_paths(case["rule"], [case["a0"]], [case["B0"]], [0.5], [0.6], [0.1], num_steps=400, every=20)
     assert a.shape == (1, 21, 2) and E.shape == F.shape == (1, 21)
     assert np.isclose(E[0, 0], F[0, 0])  # ξ₀ = θ₀
     assert _is_png(figures.plot_energy(tmp_path / "energy.png", [case], num_steps=400, every=20))

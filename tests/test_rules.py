@@ -136,8 +136,8 @@ def test_rules_work_on_nested_pytrees_with_any_optimizer():
     enc = lambda th, v: jnp.tanh(v @ th["w1"]) @ th["w2"]  # noqa: E731
     pred = lambda ps, z: z @ ps["p"]  # noqa: E731
     obj = objectives.siamese(enc, pred, loss="normalized_l2", lam=1e-3)
-    for name in rules.RULES:
-        init, step = rules.make_step(obj.F, rules.get_rule(name, 0.9), optax.adam(1e-2))
+    for rule in (rules.plain(), rules.sg(), rules.ema(0.9)):
+        init, step = rules.make_step(obj.F, rule, optax.adam(1e-2))
         st = init(theta, psi)
         step = jax.jit(step)
         first = None
@@ -146,7 +146,7 @@ def test_rules_work_on_nested_pytrees_with_any_optimizer():
             first = first if first is not None else float(m["F"])
         assert np.isfinite(float(m["F"]))
         assert jax.tree_util.tree_structure(st.theta) == jax.tree_util.tree_structure(theta)
-        if name == "plain":
+        if rule is rules.plain():
             assert float(m["F"]) < first
 
 
@@ -155,8 +155,10 @@ def test_bad_rule_inputs():
         rules.ema(1.5)
     with pytest.raises(ValueError, match="alpha.*-0.1"):
         rules.ema(-0.1)
-    with pytest.raises(ValueError, match="unknown rule 'byol'"):
-        rules.get_rule("byol")
+    with pytest.raises(ValueError, match="unknown rule 'byol'; registered rules: plain, sg, ema, directpred"):
+        rules.get("byol")
+    with pytest.raises(ValueError, match=r"rule 'sg' takes no option \['momentum'\]"):
+        rules.get("sg", momentum=0.9)
     with pytest.raises(ValueError, match="total_steps"):
         rules.linear_momentum(0.99, 1.0, total_steps=0)
     with pytest.raises(ValueError, match="unknown loss 'l3'"):

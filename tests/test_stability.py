@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from dualjax import rules
 from dualjax.linear import equilibria as eq
 from dualjax.linear import model, orbits, simulation
 from dualjax.linear import stability as st
@@ -66,14 +67,14 @@ def test_orbit_tangent_dimension_and_zero_eigenvalues(enum):
         # zero eigenvalues of J counted independently of T
         eigs = np.linalg.eigvals(J)
         assert int(np.sum(np.abs(eigs) < 1e-7)) == orbits.orbit_dimension(n, r)
-        for rule in ("sg", "ema"):
+        for rule in (rules.sg(), rules.ema()):
             rep = st.analyze(e.S, MOM, LAM, n, rule=rule, method="dense")
             assert rep.zeros_match_orbit and rep.tangent_residual < 1e-10
 
 
 def test_reduced_analysis_equals_dense(enum):
     for e in enum.equilibria:
-        for rule in ("sg", "ema"):
+        for rule in (rules.sg(), rules.ema()):
             d = st.analyze(e.S, MOM, LAM, 5, rule=rule, k=0.3, method="dense")
             r = st.analyze(e.S, MOM, LAM, 5, rule=rule, k=0.3, method="reduced")
             assert d.spectrum.size == r.spectrum.size
@@ -99,8 +100,8 @@ def test_m1_outer_sphere_stable_inner_saddle():
     assert st.sg_step_radius(outer.transversal, 0.99 * outer.eta_max) < 1 < st.sg_step_radius(
         outer.transversal, 1.01 * outer.eta_max)
     for k in (0.05, 1.0, 20.0):
-        oe = st.analyze(np.array([[r2**2]]), mom, LAM, n, rule="ema", k=k)
-        ie = st.analyze(np.array([[r1**2]]), mom, LAM, n, rule="ema", k=k)
+        oe = st.analyze(np.array([[r2**2]]), mom, LAM, n, rule=rules.ema(), k=k)
+        ie = st.analyze(np.array([[r1**2]]), mom, LAM, n, rule=rules.ema(), k=k)
         assert oe.kind == st.STABLE and (ie.kind, ie.n_unstable) == (st.SADDLE, 1)
         # roots of μ² + (2p + k)μ + k(p − λ) = 0, p = ρr²
         p = rho * r2**2
@@ -136,8 +137,8 @@ def test_trajectories_end_on_stable_equilibria(enum):
     stable = {i: st.analyze(e.S, MOM, LAM, 4).kind for i, e in enumerate(enum.equilibria)}
     for seed, scale in [(0, 0.5), (1, 0.05), (2, 1.5)]:
         A0, B0 = model.init_params(jax.random.PRNGKey(seed), 4, 2, scale=scale)
-        for rule in ("sg", "ema"):
-            run = simulation.simulate(rule, A0, B0, MOM, LAM, eta=0.1, alpha=0.9, max_steps=60_000, tol=1e-10)
+        for rule in (rules.sg(), rules.ema(0.9)):
+            run = simulation.simulate(rule, A0, B0, MOM, LAM, eta=0.1, max_steps=60_000, tol=1e-10)
             assert run.converged
             S = run.A.T @ run.A
             dist = [np.linalg.norm(S - e.S) / (1 + np.linalg.norm(e.S)) for e in enum.equilibria]
@@ -146,9 +147,11 @@ def test_trajectories_end_on_stable_equilibria(enum):
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="rule"):
+    with pytest.raises(ValueError, match="rule must be a dualjax.rules.TeacherRule, got 'adam'"):
         st.analyze(np.eye(2), MOM, LAM, 4, rule="adam")
     with pytest.raises(ValueError, match="k"):
-        st.analyze(np.eye(2), MOM, LAM, 4, rule="ema", k=-1.0)
+        st.analyze(np.eye(2), MOM, LAM, 4, rule=rules.ema(), k=-1.0)
+    with pytest.raises(ValueError, match="'directpred' has no expected continuous-time field"):
+        st.analyze(np.eye(2), MOM, LAM, 4, rule=rules.directpred())
     with pytest.raises(ValueError, match="n > m"):
         st.analyze(np.eye(2), MOM, LAM, 2)

@@ -10,8 +10,10 @@ Each claim module (``prop3_1`` … ``fig2``) holds, for one statement of the pap
   from the measurement (never written in advance), with the reason.
 
 :data:`CLAIMS` maps each key to its module, in the order of the report. **Adding a claim** is
-adding one module with those four names and one line to :data:`CLAIMS`. Modules are imported
-only when their claim runs, so ``--only prop4.11`` never loads the V-JEPA trainer.
+adding one module with those four names and one line to :data:`CLAIMS` (and, if it writes a
+new file or folder under ``out_dir``, its name to :data:`OUTPUTS`, what ``--overwrite`` clears).
+Modules are imported only when their claim runs, so ``--only prop4.11`` never loads the V-JEPA
+trainer.
 The rows are rendered by :mod:`dualjax.claims.report` (``report.md``, ``report.html``,
 ``report.json``).
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
-from dualjax.claims.report import ClaimResult
+from dualjax import outputs
+from dualjax.claims.report import REPORT_FILES, ClaimResult
 
 # key -> module under dualjax.claims, in the order of the report
 CLAIMS: dict[str, str] = {
@@ -41,6 +44,10 @@ CLAIMS: dict[str, str] = {
     "fig2": "fig2",
 }
 
+# what `reproduce` writes into its folder (the report first: it is the summary of the others);
+# `--overwrite` removes exactly these. A claim that writes a new name adds it here.
+OUTPUTS: tuple[str, ...] = (*REPORT_FILES, "linear", "montecarlo", "montecarlo_m", "vjepa", "prop4_7_pd_counts.png")
+
 
 def claim_module(key: str) -> ModuleType:
     """The module of claim ``key`` (ValueError naming the key and the known ones otherwise)."""
@@ -55,14 +62,30 @@ def run_claim(key: str, out_dir: str | Path, full: bool = False) -> ClaimResult:
     return module.row(module.measure(Path(out_dir), full))
 
 
-def run_all(out_dir: str | Path, *, full: bool = False, only: list[str] | None = None,
-            progress: Callable[[str], object] = print) -> list[ClaimResult]:
-    """Run every claim (or those in ``only``) in report order; one that raises is 'failed to run'."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    unknown = [k for k in only or [] if k not in CLAIMS]
+def parse_only(text: str | None) -> list[str] | None:
+    """The claim keys of ``--only`` (comma-separated; ``None`` = every claim). ValueError for a
+    list that names no claim (``","``) or an unknown key."""
+    if text is None:
+        return None
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    if not keys:
+        raise ValueError(f"--only {text!r} names no claim; choose from {list(CLAIMS)} (or omit --only for all)")
+    unknown = [k for k in keys if k not in CLAIMS]
     if unknown:
         raise ValueError(f"unknown claim(s) {unknown}; choose from {list(CLAIMS)}")
+    return keys
+
+
+def run_all(out_dir: str | Path, *, full: bool = False, only: list[str] | None = None,
+            progress: Callable[[str], object] = print, overwrite: bool = False) -> list[ClaimResult]:
+    """Run every claim (or those in ``only``) in report order; one that raises is 'failed to run'.
+
+    ``out_dir`` must be empty or ``overwrite`` (:func:`dualjax.outputs.check`), which first
+    removes what a reproduction owns (:data:`OUTPUTS`), the report first."""
+    if only is not None:
+        only = parse_only(",".join(only))
+    out = outputs.check(out_dir, overwrite=overwrite)
+    outputs.prepare(out, OUTPUTS, overwrite=overwrite)
     results = []
     for key in CLAIMS:
         if only and key not in only:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dualjax import configs
 from dualjax.claims.report import ClaimResult
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import plots as vplots
@@ -41,7 +42,7 @@ def train_run(out_dir: str | Path, *, steps: int, teacher: str, config: str = "t
     ``overrides`` are Config fields. A warmup as long as the run is cut to a tenth of it (short
     runs of long presets). Returns ``{"records": [...], "summary": vtrain.summarize(records)}``.
     """
-    cfg = config_lib.override(config_lib.load(config), {"steps": steps, "teacher": teacher, **overrides})
+    cfg = configs.override(config_lib.load(config), {"steps": steps, "teacher": teacher, **overrides})
     if cfg.warmup_steps >= cfg.steps:
         cfg = dataclasses.replace(cfg, warmup_steps=max(0, cfg.steps // 10))
     records = vtrain.train(cfg.validate(), out_dir, progress=progress, probes=probes)

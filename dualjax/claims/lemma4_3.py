@@ -15,6 +15,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from dualjax import rules
 from dualjax.claims.report import ClaimResult
 from dualjax.linear import model
 from dualjax.linear.simulation import simulate
@@ -38,7 +39,7 @@ def measure(out_dir: Path, full: bool = False) -> dict:
             mom = model.random_moments(k1, m, kind="aug" if i % 2 else "gauss")
             lam = 0.01 + 0.09 * (i / max(trials - 1, 1))
             A0, B0 = model.init_params(k2, n, m, scale=1.0 + 2.0 * (i % 3))
-            run = simulate("plain", A0, B0, mom, lam, eta=0.02, max_steps=400_000, tol=1e-12)
+            run = simulate(rules.plain(), A0, B0, mom, lam, eta=0.02, max_steps=400_000, tol=1e-12)
             norms.append(float(np.linalg.norm(run.A)) + float(np.linalg.norm(run.B)))
             statuses.append(run.status)
             rises.append(run.E_increased)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dualjax.claims.report import ClaimResult
-from dualjax.linear.example import run_example
+from dualjax.linear.example import default_rules, run_example
 
 KEY = "prop3.1"
 TITLE = "Prop 3.1 — SG/EMA do not minimize E, avoid collapse"
@@ -25,8 +25,8 @@ PAPER = "SG and EMA generally neither minimize Ē nor land at its (collapsed) gl
 
 def measure(out_dir: Path, full: bool = False) -> dict:
     """The three rules from one init (same at both sizes): the summary of ``run_example``."""
-    return run_example(np.array([[1.0]]), np.array([[0.8]]), 0.05, n=4, eta=0.05, alpha=0.99, init_scale=0.15,
-                       steps=20_000, seed=0, out=str(out_dir / "linear"))
+    return run_example(np.array([[1.0]]), np.array([[0.8]]), 0.05, rules_=default_rules(alpha=0.99), n=4, eta=0.05,
+                       init_scale=0.15, steps=20_000, seed=0, out=str(out_dir / "linear"))
 
 
 def row(s: dict) -> ClaimResult:

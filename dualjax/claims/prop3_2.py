@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jax
 
-from dualjax import integrability
+from dualjax import integrability, rules
 from dualjax.claims.report import ClaimResult
 
 KEY = "prop3.2"
@@ -35,9 +35,9 @@ def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:
             "linear_n6_m4": integrability.linear_sample_problem(key, 6, 4),
             "tanh_mlp_6_16_4": integrability.mlp_problem(key),
         }.items():
-            sg = integrability.exact_asymmetry(F, z, batch, rule="sg")
-            plain = integrability.exact_asymmetry(F, z, batch, rule="plain")
-            probe = integrability.probe_asymmetry(integrability.sg_field_at(F, batch, "sg"), z,
+            sg = integrability.exact_asymmetry(F, z, batch, rule=rules.sg())
+            plain = integrability.exact_asymmetry(F, z, batch, rule=rules.plain())
+            probe = integrability.probe_asymmetry(integrability.field_at(F, batch, rules.sg()), z,
                                                   jax.random.fold_in(key, 1), num_probes=64)
             out[name] = {
                 "params": sg["params"],

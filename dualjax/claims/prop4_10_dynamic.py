@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from dualjax import rules
 from dualjax.claims.report import ClaimResult
 from dualjax.linear import montecarlo as mc
 
@@ -30,7 +31,7 @@ PAPER = ("Equilibria are asymptotically stable in the generic case; saddles appe
 
 QUICK = [(2, 4, 400)]
 FULL = [(2, 4, 10_000), (3, 5, 2_000)]
-RULES = ("sg", "ema")
+RULES = (rules.sg(), rules.ema())
 
 
 def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:

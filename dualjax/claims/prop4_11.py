@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from dualjax import rules
 from dualjax.claims.report import ClaimResult
 from dualjax.linear import model, spheres, stability
 
@@ -34,8 +35,8 @@ def measure(out_dir: Path, full: bool = False) -> dict:
         r1, r2 = (float(x) for x in spheres.radii(rho, tau, lam))
         outer = stability.analyze(np.array([[r2**2]]), mom, lam, n)
         inner = stability.analyze(np.array([[r1**2]]), mom, lam, n)
-        outer_ema = stability.analyze(np.array([[r2**2]]), mom, lam, n, rule="ema", k=0.1)
-        inner_ema = stability.analyze(np.array([[r1**2]]), mom, lam, n, rule="ema", k=0.1)
+        outer_ema = stability.analyze(np.array([[r2**2]]), mom, lam, n, rule=rules.ema(), k=0.1)
+        inner_ema = stability.analyze(np.array([[r1**2]]), mom, lam, n, rule=rules.ema(), k=0.1)
         radial = float(spheres.radial_eigenvalue(rho, tau, lam))
         eta_closed = float(spheres.max_stable_step(rho, tau, lam))
     return {

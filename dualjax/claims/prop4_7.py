@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from dualjax import outputs
 from dualjax.claims.report import ClaimResult
 from dualjax.linear import equilibria, model
 
@@ -80,5 +81,6 @@ def plot_counts(counts: dict[str, list[int]], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with outputs.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)

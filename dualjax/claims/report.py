@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dualjax import outputs
+
 VERDICTS = ("reproduced", "partly", "not reproduced", "failed to run")
+REPORT_FILES = ("report.json", "report.md", "report.html")  # report.json last written: the summary
 _BADGE = {"reproduced": "#2e7d32", "partly": "#ef6c00", "not reproduced": "#c62828", "failed to run": "#6a1b9a"}
 
 
@@ -114,10 +116,11 @@ def render_html(results: list[ClaimResult], meta: dict[str, Any]) -> str:
 
 
 def write_report(results: list[ClaimResult], meta: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """``report.md``, ``report.html`` and last ``report.json`` (strict JSON), each atomically."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json"}
-    paths["md"].write_text(render_markdown(results, meta, out))
-    paths["html"].write_text(render_html(results, meta))
-    paths["json"].write_text(json.dumps({"meta": _jsonable(meta), "claims": [_jsonable(asdict(r)) for r in results]}, indent=2))
+    outputs.write_text(paths["md"], render_markdown(results, meta, out))
+    outputs.write_text(paths["html"], render_html(results, meta))
+    outputs.write_json(paths["json"], {"meta": _jsonable(meta), "claims": [_jsonable(asdict(r)) for r in results]})
     return paths

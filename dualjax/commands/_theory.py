@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 import numpy as np
 
@@ -17,8 +16,8 @@ def add_data_arguments(parser: argparse.ArgumentParser, *, n_default: int | None
     parser.add_argument("--n", type=int, default=n_default, help="embedding dimension n > m (default m + 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed for random generic data (with --m)")
     parser.add_argument("--m", type=int, help="input dimension of random generic data (instead of --rho/--tau)")
-    parser.add_argument("--kind", choices=("gauss", "aug"), default="gauss",
-                        help="random data: 'gauss' (τ i.i.d. N(0,1)) or 'aug' (τ = (I + 0.3G)ρ)")
+    parser.add_argument("--kind", choices=("gauss", "aug"), default=None,
+                        help="random data: 'gauss' (τ i.i.d. N(0,1), the default) or 'aug' (τ = (I + 0.3G)ρ)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
 
 
@@ -53,7 +52,7 @@ def load_data(args):
             raise ValueError("give --rho and --tau, or --m (with --seed) for random generic data")
         m = checks.check_positive_int(args.m, "m")
         with jax.enable_x64(True):
-            mom = model.random_moments(jax.random.PRNGKey(args.seed), m, kind=args.kind)
+            mom = model.random_moments(jax.random.PRNGKey(args.seed), m, kind=args.kind or "gauss")
             mom = model.Moments(*(np.asarray(x, float) for x in mom))
     m = np.asarray(mom.rho).shape[0]
     n = m + 1 if args.n is None else args.n
@@ -61,11 +60,6 @@ def load_data(args):
     if n <= m:
         raise ValueError(f"--n must exceed m (the linear model needs n > m), got n={n}, m={m}")
     return model.Moments(*(np.asarray(x, float) for x in mom)), lam, n
-
-
-def fail(command: str, err: Exception) -> int:
-    print(f"dualjax {command}: error: {err}", file=sys.stderr)
-    return 2
 
 
 def fmt(x, digits: int = 4) -> str:

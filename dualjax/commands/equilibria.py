@@ -8,8 +8,8 @@ residual and SG stability class) and the solution counts against Bézout's bound
 from __future__ import annotations
 
 import argparse
-import json
 
+from dualjax import outputs
 from dualjax.commands import _theory
 
 
@@ -27,18 +27,15 @@ def run(args) -> int:
 
     from dualjax.linear import equilibria, stability
 
-    try:
-        mom, lam, n = _theory.load_data(args)
-        with jax.enable_x64(True):
-            enum = equilibria.enumerate_equilibria(mom, lam, n=n, method=args.method, seed=args.seed,
-                                                   rank_deficient=not args.full_rank_only)
-            if not args.no_stability:
-                stability.classify_all(enum, k=args.k)
-    except ValueError as err:
-        return _theory.fail("equilibria", err)
+    mom, lam, n = _theory.load_data(args)
+    with jax.enable_x64(True):
+        enum = equilibria.enumerate_equilibria(mom, lam, n=n, method=args.method, seed=args.seed,
+                                               rank_deficient=not args.full_rank_only)
+        if not args.no_stability:
+            stability.classify_all(enum, k=args.k)
     counts = enum.counts()
     if args.json:
-        print(json.dumps({
+        print(outputs.dumps_strict({
             "m": enum.m, "n": enum.n, "lam": lam, "method": enum.method,
             "rho": mom.rho.tolist(), "tau": mom.tau.tolist(),
             "counts": {k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()}) for k, v in counts.items()},

@@ -1,6 +1,9 @@
 """``dualjax reproduce``: the README's main job — every claim of the paper, measured, with a report.
 
-Argument parsing and the summary table only; the claims live in :mod:`dualjax.claims`."""
+Argument parsing and the summary table only; the claims live in :mod:`dualjax.claims`. The
+output folder must be empty unless ``--overwrite`` (which removes what a reproduction wrote:
+:data:`dualjax.claims.OUTPUTS`); ``report.json`` is written last, so a folder without it is an
+interrupted reproduction."""
 
 from __future__ import annotations
 
@@ -10,9 +13,11 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/quick", help="output folder (default runs/quick)")
+    parser.add_argument("--out", default="runs/quick", help="output folder (default runs/quick; empty, or --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier reproduction in --out (its report, figures and run folders)")
     parser.add_argument("--full", action="store_true", help="the paper's sizes (10,000 trials, longer V-JEPA runs)")
-    parser.add_argument("--only", default="", help="comma-separated claim keys to run (default: all)")
+    parser.add_argument("--only", default=None, help="comma-separated claim keys to run (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -21,13 +26,10 @@ def run(args: argparse.Namespace) -> int:
     from dualjax import claims
     from dualjax.claims.report import write_report
 
-    only = [k.strip() for k in args.only.split(",") if k.strip()] or None
+    only = claims.parse_only(args.only)
     t0 = time.perf_counter()
-    try:
-        results = claims.run_all(args.out, full=args.full, only=only,
-                                 progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-    except ValueError as err:
-        raise SystemExit(f"dualjax reproduce: {err}") from None
+    results = claims.run_all(args.out, full=args.full, only=only, overwrite=args.overwrite,
+                             progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     meta = {"mode": "full" if args.full else "quick", "seconds": time.perf_counter() - t0,
             "devices": f"{jax.device_count()} × {jax.devices()[0].platform}", "jax": jax.__version__}
     paths = write_report(results, meta, args.out)

@@ -9,8 +9,8 @@ EMA map's η_max at momentum α with ``--alpha``).
 from __future__ import annotations
 
 import argparse
-import json
 
+from dualjax import outputs
 from dualjax.commands import _theory
 
 
@@ -27,25 +27,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     import jax
 
-    from dualjax import checks
+    from dualjax import checks, rules
     from dualjax.linear import equilibria, stability
 
-    try:
-        mom, lam, n = _theory.load_data(args)
-        checks.check_positive(args.k, "k")
-        if args.alpha is not None:
-            checks.check_alpha(args.alpha)
-        with jax.enable_x64(True):
-            enum = equilibria.enumerate_equilibria(mom, lam, n=n, method=args.method, seed=args.seed)
-            results = []
-            for e in enum.equilibria:
-                sg = stability.analyze(e.S, mom, lam, n, rule="sg", method=args.jacobian)
-                ema = stability.analyze(e.S, mom, lam, n, rule="ema", k=args.k, method=args.jacobian)
-                ema_eta = (stability.ema_eta_max(e.S, mom, lam, n, args.alpha, eta_hi=min(sg.eta_max, 1e3) * 4)
-                           if args.alpha is not None and sg.kind == stability.STABLE else None)
-                results.append((e, sg, ema, ema_eta))
-    except ValueError as err:
-        return _theory.fail("stability", err)
+    mom, lam, n = _theory.load_data(args)
+    checks.check_positive(args.k, "k")
+    if args.alpha is not None:
+        checks.check_alpha(args.alpha)
+    with jax.enable_x64(True):
+        enum = equilibria.enumerate_equilibria(mom, lam, n=n, method=args.method, seed=args.seed)
+        results = []
+        for e in enum.equilibria:
+            sg = stability.analyze(e.S, mom, lam, n, rule=rules.sg(), method=args.jacobian)
+            ema = stability.analyze(e.S, mom, lam, n, rule=rules.ema(), k=args.k, method=args.jacobian)
+            ema_eta = (stability.ema_eta_max(e.S, mom, lam, n, args.alpha, eta_hi=min(sg.eta_max, 1e3) * 4)
+                       if args.alpha is not None and sg.kind == stability.STABLE else None)
+            results.append((e, sg, ema, ema_eta))
     if args.json:
         out = []
         for e, sg, ema, ema_eta in results:
@@ -53,7 +50,7 @@ def run(args) -> int:
             d["stability"] = {"class": sg.kind, "sg": sg.summary(), "ema": {**ema.summary(), "k": args.k},
                               "ema_discrete_eta_max": ema_eta, "alpha": args.alpha}
             out.append(d)
-        print(json.dumps({"m": enum.m, "n": n, "lam": lam, "equilibria": out}, indent=2))
+        print(outputs.dumps_strict({"m": enum.m, "n": n, "lam": lam, "equilibria": out}, indent=2))
         return 0
     print(f"linear model m={enum.m}, n={n}, λ={lam}; Jacobian: {args.jacobian}; EMA rate k={args.k}")
     rows = []

@@ -37,7 +37,8 @@ class Moments(NamedTuple):
 
 
 def moments(rho, tau, sigma=None, *, strict: bool = False) -> Moments:
-    """Validated :class:`Moments`. Scalars are promoted to 1×1 (the m = 1 case).
+    """Validated :class:`Moments` from concrete values (:func:`make_moments` is the unchecked,
+    vmappable constructor). Scalars are promoted to 1×1 (the m = 1 case).
 
     ρ must be symmetric PSD (positive definite with ``strict``); τ square of the same size;
     σ defaults to the smallest choice consistent with a joint PSD covariance of (x, y),
@@ -54,6 +55,21 @@ def moments(rho, tau, sigma=None, *, strict: bool = False) -> Moments:
         if sigma_np.shape != (m, m):
             raise ValueError(f"sigma must have shape ({m}, {m}), got {sigma_np.shape}")
     return Moments(jnp.asarray(rho_np), jnp.asarray(tau_np), jnp.asarray(sigma_np))
+
+
+def make_moments(rho, tau, sigma=None) -> Moments:
+    """Unchecked :class:`Moments` for use under ``jit`` / ``vmap`` (validate concrete inputs with
+    :func:`moments`). Scalars become 1×1; σ defaults to τ ρ⁺ τᵀ, as in :func:`moments`."""
+
+    def square(x):
+        x = jnp.asarray(x)
+        return jnp.reshape(x, (1, 1)) if x.ndim == 0 else x
+
+    rho, tau = square(rho), square(tau)
+    if sigma is None:
+        sigma = tau @ jnp.linalg.pinv(rho) @ tau.T
+        sigma = (sigma + sigma.T) / 2
+    return Moments(rho, tau, square(sigma))
 
 
 def moments_from_samples(x, y) -> Moments:
@@ -85,7 +101,8 @@ def F(A: jax.Array, B: jax.Array, C: jax.Array, mom: Moments, lam) -> jax.Array:
 def objective(lam) -> Objective:
     """(F, E) of the linear model in moment form; ``batch`` is a :class:`Moments`.
 
-    θ = A, ψ = B, ξ = C. Use with any rule of :mod:`dualjax.rules`.
+    θ = A, ψ = B, ξ = C. Use with any rule of :mod:`dualjax.rules`. The feature moment is exact:
+    E[f fᵀ] = E[A x xᵀ Aᵀ] = A ρ Aᵀ (n×n).
     """
 
     def F_(A, B, C, mom):
@@ -94,7 +111,10 @@ def objective(lam) -> Objective:
     def E_(A, B, mom):
         return F(A, B, A, mom, lam)
 
-    return Objective(F=F_, E=E_)
+    def features(A, mom):
+        return A @ mom.rho @ A.T
+
+    return Objective(F=F_, E=E_, features=features)
 
 
 def sample_objective(lam, loss="half_squared") -> Objective:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dualjax.spectrum import transversal_spectrum  # noqa: F401  (re-exported)
+
 
 def orbit_dimension(n: int, r: int) -> int:
     """dim of the O(n)-orbit of a rank-r equilibrium: nr − r(r+1)/2 (stabiliser O(n − r))."""
@@ -56,14 +58,3 @@ def orbit_tangent(A, B, C=None, *, exhaustive: bool = False, tol: float = 1e-9) 
     U, s, _ = np.linalg.svd(G, full_matrices=False)
     rank = int(np.sum(s > tol * max(1.0, float(s[0]))))
     return U[:, :rank]
-
-
-def transversal_spectrum(J, T) -> np.ndarray:
-    """spec(NᵀJN) for N an orthonormal complement of span T (requires J T = 0)."""
-    J = np.asarray(J)
-    P = J.shape[0]
-    if T.shape[1] == 0:
-        return np.linalg.eigvals(J)
-    Qf, _ = np.linalg.qr(T, mode="complete")
-    N = Qf[:, T.shape[1]:]
-    return np.linalg.eigvals(N.T @ J @ N) if P > T.shape[1] else np.zeros(0)

@@ -1,4 +1,9 @@
-"""Prop 4.10 — Jacobian spectra and stability of the SG / EMA equilibria of the linear model.
+"""Prop 4.10 — Jacobian spectra and stability of the equilibria of the linear model, for any rule.
+
+:func:`analyze` is :mod:`dualjax.spectrum` (the spectrum of any rule's expected field at any
+point of any model) on the linear model at the equilibrium component of a Gram matrix S, with the
+O(n) orbit's exact tangent space and the symmetry reduction below; the closed-form Jacobians
+(:func:`sg_jacobian`, :func:`ema_jacobian`) are kept as the reference it is checked against.
 
 Continuous fields (Lemma 4.1, MATH.md §1): SG on z = (A, B),
 
@@ -41,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from dualjax import checks
+from dualjax import checks, rules, spectrum
 from dualjax.linear import equilibria as eqm
 from dualjax.linear import model
 from dualjax.linear.orbits import (  # noqa: F401  (re-exported: the O(n) orbits)
@@ -50,8 +55,7 @@ from dualjax.linear.orbits import (  # noqa: F401  (re-exported: the O(n) orbits
     orbit_tangent,
     transversal_spectrum,
 )
-
-STABLE, SADDLE, DEGENERATE = "stable", "saddle", "degenerate"
+from dualjax.spectrum import DEGENERATE, SADDLE, STABLE, classify  # noqa: F401  (re-exported)
 
 
 _x64 = checks.float64
@@ -141,17 +145,6 @@ def flat_sg_field(mom, lam, n: int, m: int):
             return np.concatenate([np.asarray(dA).ravel(), np.asarray(dB).ravel()])
 
     return f
-
-
-def classify(eigs, tol: float = 1e-7) -> tuple[str, int]:
-    """(class, #unstable) from a transversal spectrum: stable / saddle / degenerate (module doc)."""
-    re = np.real(np.asarray(eigs))
-    n_unstable = int(np.sum(re > tol))
-    if n_unstable:
-        return SADDLE, n_unstable
-    if np.any(np.abs(re) <= tol):
-        return DEGENERATE, 0
-    return STABLE, 0
 
 
 def sg_eta_max(transversal) -> float:
@@ -251,24 +244,36 @@ class StabilityReport:
         }
 
 
-def _zero_tol(spectrum, zero_tol):
-    scale = max(1.0, float(np.max(np.abs(spectrum), initial=0.0)))
-    return zero_tol * scale
+def _moment_F(A, B, C, batch):
+    """The moment-form F with λ in the batch: one function for every λ, so the jitted Jacobian
+    of :func:`dualjax.spectrum.jacobian` compiles once per (rule, k, shapes)."""
+    mom, lam = batch
+    return model.F(A, B, C, mom, lam)
+
+
+def _field_jacobian(rule, A, B, mom, lam, k):
+    """J of the rule's expected field (:func:`dualjax.spectrum.jacobian`) on the moment-form F at
+    (A, B[, C = A]), and the orbit's tangent basis there."""
+    batch = (model.Moments(*(jnp.asarray(x, jnp.float64) for x in mom)), jnp.asarray(lam, jnp.float64))
+    J = spectrum.jacobian(rule, _moment_F, jnp.asarray(A), jnp.asarray(B), batch, k=k)
+    return J, orbit_tangent(A, B, A if rule.carries_teacher else None)
 
 
 @_x64
-def analyze(S, mom, lam, n: int, *, rule: str = "sg", k: float = 1.0, method: str = "reduced",
+def analyze(S, mom, lam, n: int, *, rule: rules.TeacherRule | None = None, k: float = 1.0, method: str = "reduced",
             zero_tol: float = 1e-7) -> StabilityReport:
     """Classify the equilibrium component with Gram matrix S at width n (Prop 4.10).
 
-    ``rule``: ``sg`` (flow on (A, B)) or ``ema`` (flow on (A, B, C), rate ``k``). ``method``:
-    ``reduced`` (symmetry-adapted, module doc) or ``dense`` (jacfwd + eig of the full P×P Jacobian).
-    Returns a :class:`StabilityReport`; for SG it includes the discrete η_max.
+    ``rule``: any rule with an expected field (default :func:`dualjax.rules.sg`: the flow on
+    (A, B); a rule that carries a teacher, e.g. EMA, flows on (A, B, C) with rate ``k``).
+    ``method``: ``reduced`` (symmetry-adapted, module doc) or ``dense`` (jacfwd + eig of the full
+    P×P Jacobian). Both are :func:`dualjax.spectrum.jacobian` / :func:`~dualjax.spectrum.analyze_jacobian`
+    on the linear model with the orbit's exact tangent space. Returns a :class:`StabilityReport`;
+    for a rule without a copy it includes the step limit η_max of z⁺ = z + ηV(z).
     """
-    if rule not in ("sg", "ema"):
-        raise ValueError(f"rule must be 'sg' or 'ema', got {rule!r}")
-    if rule == "ema":
-        k = checks.check_positive(k, "k")
+    rule = rules.sg() if rule is None else rules.check_rule(rule)
+    carries = rule.carries_teacher
+    k = checks.check_positive(k, "k") if carries else None
     lam = checks.check_lambda(lam)
     checks.check_positive_int(n, "n")
     S = np.asarray(S, float)
@@ -276,53 +281,36 @@ def analyze(S, mom, lam, n: int, *, rule: str = "sg", k: float = 1.0, method: st
     if n <= m:
         raise ValueError(f"the linear model needs n > m, got n={n}, m={m}")
     t0 = time.perf_counter()
+    extra = {}
     if method == "dense":
         A, B = eqm.equilibrium_point(S, mom, lam, n)
         r = eqm.numerical_rank(S)
-        if rule == "sg":
-            J = sg_jacobian(A, B, mom, lam)
-            T = orbit_tangent(A, B)
-        else:
-            J = ema_jacobian(A, B, A, mom, lam, k)
-            T = orbit_tangent(A, B, A)
-        spectrum = np.linalg.eigvals(J)
-        tol = _zero_tol(spectrum, zero_tol)
-        tangent_res = float(np.linalg.norm(J @ T) / max(np.linalg.norm(J), 1e-300))
-        if J.shape[0] <= 2500:
-            transversal = transversal_spectrum(J, T)
-        else:  # deflate the dim T eigenvalues nearest 0 (the projection would cost more than eig)
-            order = np.argsort(np.abs(spectrum))
-            transversal = spectrum[order[T.shape[1]:]]
+        J, T = _field_jacobian(rule, A, B, mom, lam, k)
+        res = spectrum.analyze_jacobian(J, tangent=T, orbit_dim=orbit_dimension(n, r), zero_tol=zero_tol,
+                                        rule=rule.name)
+        full, transversal, tangent_res = res.spectrum, res.transversal, res.tangent_residual
     elif method == "reduced":
         A, B, r = _reduced_point(S, mom, lam)
-        ema = rule == "ema"
-        if ema:
-            J = ema_jacobian(A, B, A, mom, lam, k)
-            T = orbit_tangent(A, B, A)
-        else:
-            J = sg_jacobian(A, B, mom, lam)
-            T = orbit_tangent(A, B)
-        even, odd, b22 = _split(r, m, ema)
+        J, T = _field_jacobian(rule, A, B, mom, lam, k)
+        even, odd, b22 = _split(r, m, carries)
         coupling = float(np.linalg.norm(J[np.ix_(even, odd)]) + np.linalg.norm(J[np.ix_(odd, even)]))
         inv_spec, inv_tr, _ = _block_transversal(J, T, even)
         std_spec, std_tr, _ = _block_transversal(J, T, odd)
         b22_val = J[b22[0], b22[0]]
         c = n - r
-        spectrum = np.concatenate([inv_spec, np.repeat(std_spec, c), np.full(c * c, b22_val)])
+        full = np.concatenate([inv_spec, np.repeat(std_spec, c), np.full(c * c, b22_val)])
         transversal = np.concatenate([inv_tr, np.repeat(std_tr, c), np.full(c * c, b22_val)])
-        tol = _zero_tol(spectrum, zero_tol)
         tangent_res = float(np.linalg.norm(J @ T) / max(np.linalg.norm(J), 1e-300))
         extra = {"block_coupling": coupling, "inv_block": int(even.size), "std_block": int(odd.size), "copies": c}
     else:
         raise ValueError(f"method must be 'reduced' or 'dense', got {method!r}")
+    tol = spectrum.zero_tolerance(full, zero_tol)
     kind, n_unstable = classify(transversal, tol)
-    n_zero = int(np.sum(np.abs(spectrum) <= tol))
     report = StabilityReport(
-        rule=rule, n=n, rank=r, kind=kind, n_unstable=n_unstable, n_zero=n_zero, orbit_dim=orbit_dimension(n, r),
-        max_real=float(np.max(np.real(transversal), initial=-np.inf)), spectrum=spectrum, transversal=transversal,
-        tangent_residual=tangent_res, method=method,
-        eta_max=sg_eta_max(transversal) if rule == "sg" else None,
-        extra=extra if method == "reduced" else {},
+        rule=rule.name, n=n, rank=r, kind=kind, n_unstable=n_unstable, n_zero=int(np.sum(np.abs(full) <= tol)),
+        orbit_dim=orbit_dimension(n, r), max_real=float(np.max(np.real(transversal), initial=-np.inf)),
+        spectrum=full, transversal=transversal, tangent_residual=tangent_res, method=method,
+        eta_max=None if carries else sg_eta_max(transversal), extra=extra,
     )
     report.seconds = time.perf_counter() - t0
     return report
@@ -374,19 +362,20 @@ def ema_eta_max(S, mom, lam, n: int, alpha: float, *, eta_hi: float | None = Non
     return lo
 
 
-def classify_all(enumeration, *, n: int | None = None, k: float = 1.0, method: str = "reduced") -> list:
-    """Fill ``stability`` of every equilibrium of an :class:`~dualjax.linear.equilibria.Enumeration`."""
+def classify_all(enumeration, *, n: int | None = None, k: float = 1.0, method: str = "reduced",
+                 rules_=None) -> list:
+    """Fill ``stability`` of every equilibrium of an :class:`~dualjax.linear.equilibria.Enumeration`:
+    one :class:`StabilityReport` per rule (default SG and EMA at rate ``k``), keyed by rule name;
+    ``class`` is the first rule's verdict. Returns the reports, one tuple per equilibrium."""
     n = enumeration.n if n is None else n
+    rules_ = (rules.sg(), rules.ema()) if rules_ is None else tuple(rules_)
     lam = enumeration.lam
     mom = enumeration_moments(enumeration)
     out = []
     for e in enumeration.equilibria:
-        sg = analyze(e.S, mom, lam, n, rule="sg", method=method)
-        ema = analyze(e.S, mom, lam, n, rule="ema", k=k, method=method)
-        e.stability = {
-            "class": sg.kind, "sg": sg.summary(), "ema": ema.summary(),
-        }
-        out.append((sg, ema))
+        reports = tuple(analyze(e.S, mom, lam, n, rule=rule, k=k, method=method) for rule in rules_)
+        e.stability = {"class": reports[0].kind, **{r.rule: r.summary() for r in reports}}
+        out.append(reports)
     return out
 
 

@@ -1,27 +1,33 @@
-"""Configuration of a V-JEPA run: one frozen dataclass, reference defaults, strict overrides.
+"""Configuration of a V-JEPA run: one frozen dataclass, reference defaults, named presets.
 
-The defaults are the reference V-JEPA pretraining recipe (DESIGN.md): ViT with tubelets
-2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
-generators, L1 loss on layer-normed teacher features, AdamW with warmup + cosine lr,
-cosine-increasing weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0. CPU-sized presets live
-in ``experiments/vjepa/NAME.py`` as a module-level ``CONFIG``.
+The defaults are the reference V-JEPA pretraining recipe (``configs/pretrain/vitl16.yaml`` of
+facebookresearch/jepa, with a ViT-S encoder; docs/vjepa.md has the item-by-item table): ViT with
+tubelets 2×16×16 on 16×224×224 clips, predictor 384 wide and 12 deep, two multi-block mask
+generators trimmed per group of 24 clips, L1 loss on layer-normed teacher features, a global
+batch of 24 × 128 = 3072 clips, AdamW with lr 6.25e-4 (warmup 12k steps from 2e-4, cosine to
+1e-6), weight decay 0.04 -> 0.4, EMA momentum 0.998 -> 1.0, all three schedules laid out over
+1.25 × the 90k steps of the run, gradient clipping at 10 after warmup, bf16 compute.
 
-Overrides are ``key=value`` strings; an unknown key raises a ValueError naming it and listing
-the valid ones, so a typo never silently trains the default.
+Presets are modules of the package, ``dualjax/vjepa/presets/NAME.py``, each with a module-level
+``CONFIG``: ``load("tiny")`` imports ``dualjax.vjepa.presets.tiny`` (so presets come with any
+install), ``load("my_run.py")`` reads a user's file of the same form, ``load("default")`` is the
+reference recipe. Overrides are :func:`dualjax.configs.override` (``key=value`` strings or a dict,
+typed from the fields); an unknown key raises a ValueError naming it and listing the valid ones,
+so a typo never silently trains the default.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
+import importlib
 import importlib.util
 import json
+import math
+import pkgutil
 from pathlib import Path
-from typing import Any
 
-from dualjax import checks
-
-TEACHERS = ("sg", "ema", "plain")
+from dualjax import configs
+from dualjax.vjepa import masks
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +39,8 @@ class Config:
     heldout_lists: tuple[str, ...] = ()  # dataset=video: lists of the probe's held-out clips
     frame_step: int = 4  # dataset=video: frames between sampled frames
     clips_per_video: int = 1  # dataset=video
+    decode_timeout: float = 60.0  # dataset=video: seconds to open and decode one clip before it is skipped
+    confine_paths: bool = False  # dataset=video: refuse list entries outside the list's folder (docs/reliability.md)
     frames: int = 16
     size: int = 224
     num_train: int = 8192
@@ -54,19 +62,18 @@ class Config:
     mask_blocks: tuple[int, ...] = (8, 2)
     mask_scales: tuple[float, ...] = (0.15, 0.7)
     mask_aspect: tuple[float, float] = (0.75, 1.5)
-    mask_keep_quantile: float = 0.1  # fixed token budgets, see masks.MultiBlockMasks
     # ---- objective and rule
-    teacher: str = "ema"
+    teacher: str = "ema"  # a registered rule (dualjax.rules.names()), resolved by optim.make_rule
     loss: str = "l1"  # l1 | half_squared (dualjax.objectives)
     momentum_start: float = 0.998
     momentum_end: float = 1.0
     # ---- optimisation
-    steps: int = 300_000
-    batch_size: int = 24
+    steps: int = 90_000  # 300 epochs × 300 iterations
+    batch_size: int = 3072  # global: 24 per GPU × 128 GPUs
     lr: float = 6.25e-4
     start_lr: float = 2e-4
     final_lr: float = 1e-6
-    warmup_steps: int = 40_000
+    warmup_steps: int = 12_000  # 40 epochs × 300 iterations
     weight_decay: float = 0.04
     final_weight_decay: float = 0.4
     b1: float = 0.9
@@ -84,13 +91,25 @@ class Config:
     probe_train_clips: int = 0  # 0: all of num_train
     ckpt_every: int = 0  # 0: only at the end
     ckpt_keep: int = 3  # keep the newest k checkpoints
+    stop_on_collapse: bool = False  # end the run at the first record flagged by dualjax.collapse.check
     # ---- scale and faults
     num_devices: int = 0  # devices of the 'data' mesh (0: all of every process)
     sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too
     fsdp_min_size: int = 2**14  # fsdp: leaves with fewer elements stay replicated
-    compute_dtype: str = "float32"  # float32 | bfloat16 (parameters and optimizer stay float32)
+    compute_dtype: str = "bfloat16"  # float32 | bfloat16 matmuls (parameters, optimizer, norms, softmax, loss: float32)
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
-    debug_nan_step: int = -1  # >= 0: make the loss of that step NaN (tests the fault path)
+    # ---- reference-recipe options (docs/vjepa.md: reference value | ours | source)
+    ipe_scale: float = 1.25  # lr / wd / momentum schedules laid out over ipe_scale × steps; training stops at steps
+    lr_batch: int = 0  # global batch start_lr / lr / final_lr are for, scaled by batch_size / lr_batch (0: as given)
+    clip_grad: float = 10.0  # clip θ's and ψ's gradient norms separately from warmup_steps on (0: off)
+    uniform_power: bool = True  # sin-cos positions: t, h, w get 2⌈D/6⌉ channels each (False: D/2, D/4, D/4)
+    mask_trim: str = "first"  # first: the first k indices (reference) | random: a uniform k-subset
+    mask_group: int = 24  # clips sharing one trimmed count (the reference's per-GPU batch; 0: the whole batch)
+    mask_buckets: int = 1  # padded widths per mask list: jit compiles once per combination of widths
+    short_videos: str = "pad"  # dataset=video, fewer frames than a clip: pad with the last frame (reference) | skip
+    probe_segments: int = 1  # clips per video whose tokens the probe attends across (reference K400: 8, SSv2: 2)
+    probe_views: int = 1  # spatial views per clip at evaluation, softmax-averaged (reference: 3)
+    probe_augment: bool = False  # the reference eval's training augmentation (the encoder runs every probe step)
 
     # ---------------------------------------------------------------- derived
     @property
@@ -99,39 +118,22 @@ class Config:
         return (self.frames // self.tubelet, self.size // self.patch, self.size // self.patch)
 
     def validate(self) -> "Config":
-        """Raise ValueError naming the first inconsistent value."""
-        from dualjax.vjepa.vit import VARIANTS  # local: vit imports flax
+        """Raise ValueError naming the first bad value: each field against its range
+        (:data:`FIELD_CHECKS`, one entry per field), then the relations between fields."""
+        for f in dataclasses.fields(self):
+            FIELD_CHECKS[f.name](getattr(self, f.name), f.name)
+        from dualjax.vjepa.optim import make_rule  # local: optim imports this module
 
-        if self.model not in VARIANTS:
-            raise ValueError(f"model={self.model!r} is not a ViT variant; choose one of {sorted(VARIANTS)}")
-        if self.teacher not in TEACHERS:
-            raise ValueError(f"teacher={self.teacher!r}; choose one of {list(TEACHERS)}")
-        if self.loss not in ("l1", "half_squared"):
-            raise ValueError(f"loss={self.loss!r}; choose 'l1' or 'half_squared'")
-        if self.dataset not in ("shapes", "video"):
-            raise ValueError(f"dataset={self.dataset!r}; choose 'shapes' or 'video'")
+        make_rule(self)  # the teacher is a registered rule the trainer can run (ValueError naming it)
         if self.dataset == "video" and not self.train_lists:
             raise ValueError("dataset='video' needs train_lists=(LIST, ...)")
+        if self.dataset != "video" and (self.train_lists or self.heldout_lists or self.list_weights):
+            raise ValueError(f"train_lists, heldout_lists and list_weights are for dataset='video'; "
+                             f"dataset={self.dataset!r} would ignore them")
         if self.list_weights and len(self.list_weights) != len(self.train_lists):
             raise ValueError(f"list_weights={self.list_weights} needs one weight per train list {self.train_lists}")
-        if any(not (isinstance(w, (int, float)) and w >= 0) for w in self.list_weights) or (
-                self.list_weights and sum(self.list_weights) <= 0):
-            raise ValueError(f"list_weights={self.list_weights} must be non-negative with a positive sum")
-        if self.sharding not in ("dp", "fsdp"):
-            raise ValueError(f"sharding={self.sharding!r}; choose 'dp' or 'fsdp'")
-        if self.compute_dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"compute_dtype={self.compute_dtype!r}; choose 'float32' or 'bfloat16'")
-        if self.probe_encoder not in ("teacher", "student"):
-            raise ValueError(f"probe_encoder={self.probe_encoder!r}; choose 'teacher' or 'student'")
-        for name in ("frames", "size", "tubelet", "patch", "pred_width", "pred_depth", "steps",
-                     "batch_size", "num_train", "num_heldout", "log_every", "probe_steps", "probe_batch",
-                     "frame_step", "clips_per_video", "ckpt_keep"):
-            checks.check_positive_int(getattr(self, name), name)
-        for name in ("width", "depth", "heads", "pred_heads", "probe_heads", "warmup_steps", "probe_every",
-                     "ckpt_every", "worker_count", "probe_train_clips", "fsdp_min_size", "num_devices"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.list_weights and sum(self.list_weights) <= 0:
+            raise ValueError(f"list_weights={self.list_weights} must have a positive sum")
         if self.frames % self.tubelet:
             raise ValueError(f"frames={self.frames} is not divisible by tubelet={self.tubelet}")
         if self.size % self.patch:
@@ -140,25 +142,11 @@ class Config:
             raise ValueError(
                 f"mask_blocks={self.mask_blocks} and mask_scales={self.mask_scales} need the same, non-zero length"
             )
-        for s in self.mask_scales:
-            if not 0 < s < 1:
-                raise ValueError(f"mask scale {s} must lie in (0, 1)")
-        lo, hi = self.mask_aspect
-        if not 0 < lo <= hi:
-            raise ValueError(f"mask_aspect={self.mask_aspect} must satisfy 0 < min <= max")
-        if not 0 <= self.mask_keep_quantile < 1:
-            raise ValueError(f"mask_keep_quantile={self.mask_keep_quantile} must lie in [0, 1)")
-        checks.check_alpha(self.momentum_start, "momentum_start")
-        checks.check_alpha(self.momentum_end, "momentum_end")
-        for name in ("lr", "b1", "b2"):
-            checks.check_positive(getattr(self, name), name)
-        for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if isinstance(self.debug_nan_step, bool) or not isinstance(self.debug_nan_step, int):
-            raise ValueError(f"debug_nan_step must be an integer, got {self.debug_nan_step!r}")
         if self.warmup_steps >= self.steps and self.steps > 1:
             raise ValueError(f"warmup_steps={self.warmup_steps} must be < steps={self.steps}")
+        width = self.width or _variants()[self.model].width
+        if self.probe_heads and width % self.probe_heads:
+            raise ValueError(f"probe_heads={self.probe_heads} does not divide the encoder width {width}")
         return self
 
     def to_json(self) -> str:
@@ -166,96 +154,135 @@ class Config:
 
     @classmethod
     def from_json(cls, text: str) -> "Config":
-        raw = json.loads(text)
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - set(fields))
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; valid keys: {sorted(fields)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+        """The config of a ``config.json`` (strict: unknown keys and mistyped values are errors)."""
+        return configs.from_dict(cls, json.loads(text))
 
 
-def _parse_value(field: dataclasses.Field, text: str) -> Any:
-    default = field.default
-    if isinstance(default, bool):
-        if text.lower() in ("1", "true", "yes"):
-            return True
-        if text.lower() in ("0", "false", "no"):
-            return False
-        raise ValueError(f"{field.name}={text!r} is not a boolean")
-    if isinstance(default, str):
-        return text
-    if field.type == "tuple[str, ...]":  # paths: a Python tuple literal, or comma separated
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = [p.strip() for p in text.split(",") if p.strip()]
-        value = (value,) if isinstance(value, str) else tuple(value)
-        if not all(isinstance(v, str) for v in value):
-            raise ValueError(f"{field.name}={text!r} must be paths (strings)")
-        return value
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise ValueError(f"{field.name}={text!r} cannot be parsed as {type(default).__name__}") from None
-    if isinstance(default, tuple):
-        value = tuple(value) if isinstance(value, (list, tuple)) else (value,)
-        if field.type == "tuple[float, ...]":
-            value = tuple(float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value)
-        return value
-    if isinstance(default, float) and isinstance(value, int):
-        return float(value)
-    if type(value) is not type(default):
-        raise ValueError(f"{field.name}={text!r} must be of type {type(default).__name__}")
-    return value
+def _variants():
+    from dualjax.vjepa.vit import VARIANTS  # local: vit imports flax
+
+    return VARIANTS
 
 
-def override(cfg: Config, items: list[str] | dict[str, Any]) -> Config:
-    """``cfg`` with ``key=value`` overrides (strings, as from ``--set``) or a dict of values.
-
-    Unknown keys raise ``ValueError`` naming the key and listing the valid ones.
-    """
-    fields = {f.name: f for f in dataclasses.fields(Config)}
-    changes: dict[str, Any] = {}
-    pairs = items.items() if isinstance(items, dict) else []
-    if not isinstance(items, dict):
-        parsed = []
-        for item in items:
-            if "=" not in item:
-                raise ValueError(f"override {item!r} must look like key=value")
-            key, text = item.split("=", 1)
-            parsed.append((key.strip(), text.strip()))
-        pairs = parsed
-    for key, value in pairs:
-        if key not in fields:
-            raise ValueError(f"unknown config key {key!r}; valid keys: {sorted(fields)}")
-        changes[key] = _parse_value(fields[key], value) if isinstance(value, str) else value
-    return dataclasses.replace(cfg, **changes)
+def _one_of(*options):
+    def check(value, name):
+        choices = options or tuple(sorted(_variants()))  # no options: a ViT variant
+        if value not in choices:
+            raise ValueError(f"{name}={value!r}; choose one of {list(choices)}")
+    return check
 
 
-def experiments_dir() -> Path:
-    """``experiments/vjepa`` of the repository this package lives in."""
-    return Path(__file__).resolve().parents[2] / "experiments" / "vjepa"
+def _rule_name(value, name):
+    from dualjax import rules  # local: looked up at check time, so rules registered later count
+
+    if value not in rules.names():
+        raise ValueError(f"{name}={value!r}: unknown rule {value!r}; registered rules: {', '.join(rules.names())}")
+
+
+def _int(lo: int):
+    def check(value, name):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, got {value!r}")
+    return check
+
+
+def _real(lo: float, hi: float = math.inf, *, open_lo: bool = False, open_hi: bool = False):
+    text = (f"{'>' if open_lo else '>='} {lo}" if hi == math.inf else
+            f"in {'(' if open_lo else '['}{lo}, {hi}{')' if open_hi else ']'}")
+
+    def check(value, name):
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (value > lo if open_lo else value >= lo) and (value < hi if open_hi else value <= hi))
+        if not ok:
+            raise ValueError(f"{name} must be a finite number {text}, got {value!r}")
+    return check
+
+
+def _each(check_one):
+    def check(value, name):
+        if not isinstance(value, (tuple, list)):
+            raise ValueError(f"{name} must be a tuple, got {value!r}")
+        for i, v in enumerate(value):
+            check_one(v, f"{name}[{i}]")
+    return check
+
+
+def _path(value, name):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+
+
+def _bool(value, name):
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _aspect(value, name):
+    _each(_real(0, open_lo=True))(value, name)
+    if len(value) != 2 or value[0] > value[1]:
+        raise ValueError(f"{name}={value} must be (min, max) with 0 < min <= max")
+
+
+_POS, _NONNEG, _RATE = _int(1), _int(0), _real(0, open_lo=True)
+_UNIT, _UNIT_OPEN = _real(0, 1), _real(0, 1, open_hi=True)
+
+# The range of every field, one entry each (a new field adds its check here; the test suite
+# fails on a field without one). Relations between fields are checked in Config.validate.
+FIELD_CHECKS = {
+    "dataset": _one_of("shapes", "video"), "train_lists": _each(_path), "list_weights": _each(_real(0)),
+    "heldout_lists": _each(_path), "frame_step": _POS, "clips_per_video": _POS,
+    "decode_timeout": _RATE, "confine_paths": _bool,
+    "frames": _POS, "size": _POS, "num_train": _POS, "num_heldout": _POS, "data_seed": _NONNEG,
+    "worker_count": _NONNEG,
+    "model": _one_of(), "width": _NONNEG, "depth": _NONNEG, "heads": _NONNEG, "mlp_ratio": _RATE,
+    "tubelet": _POS, "patch": _POS, "pred_width": _POS, "pred_depth": _POS, "pred_heads": _NONNEG,
+    "mask_blocks": _each(_POS), "mask_scales": _each(_real(0, 1, open_lo=True, open_hi=True)),
+    "mask_aspect": _aspect,
+    "teacher": _rule_name, "loss": _one_of("l1", "half_squared"),
+    "momentum_start": _UNIT, "momentum_end": _UNIT,
+    "steps": _POS, "batch_size": _POS, "lr": _RATE, "start_lr": _real(0), "final_lr": _real(0),
+    "warmup_steps": _NONNEG, "weight_decay": _real(0), "final_weight_decay": _real(0),
+    "b1": _UNIT_OPEN, "b2": _UNIT_OPEN, "seed": _NONNEG,
+    "log_every": _POS, "probe_every": _NONNEG, "probe_encoder": _one_of("teacher", "student"),
+    "probe_steps": _POS, "probe_batch": _POS, "probe_lr": _RATE, "probe_weight_decay": _real(0),
+    "probe_heads": _NONNEG, "probe_train_clips": _NONNEG, "ckpt_every": _NONNEG, "ckpt_keep": _POS,
+    "num_devices": _NONNEG, "sharding": _one_of("dp", "fsdp"), "fsdp_min_size": _NONNEG,
+    "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool, "stop_on_collapse": _bool,
+    "ipe_scale": _real(1), "lr_batch": _NONNEG, "clip_grad": _real(0), "uniform_power": _bool,
+    "mask_trim": _one_of(*masks.TRIMS), "mask_group": _NONNEG, "mask_buckets": _POS,
+    "short_videos": _one_of("pad", "skip"), "probe_segments": _POS, "probe_views": _POS, "probe_augment": _bool,
+}
+
+
+PRESETS = "dualjax.vjepa.presets"
 
 
 def available() -> list[str]:
-    d = experiments_dir()
-    return sorted(p.stem for p in d.glob("*.py") if not p.stem.startswith("_")) if d.is_dir() else []
+    """Names of the presets in ``dualjax/vjepa/presets``."""
+    from dualjax.vjepa import presets
+
+    return sorted(m.name for m in pkgutil.iter_modules(presets.__path__) if not m.name.startswith("_"))
 
 
 def load(name: str) -> Config:
-    """A config by preset name (``experiments/vjepa/NAME.py``), by path to such a file, or
-    ``default`` (the reference recipe). The file must define ``CONFIG: Config``."""
+    """A config by preset name (``dualjax/vjepa/presets/NAME.py``), by path to a ``.py`` file of
+    the same form, or ``default`` (the reference recipe). The module must define ``CONFIG: Config``."""
     if name == "default":
         return Config().validate()
-    path = Path(name)
-    if path.suffix != ".py":
-        path = experiments_dir() / f"{name}.py"
-    if not path.is_file():
+    if name.endswith(".py"):
+        path = Path(name)
+        if not path.is_file():
+            raise ValueError(f"config file {path} does not exist")
+        spec = importlib.util.spec_from_file_location(f"_vjepa_config_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        where = str(path)
+    elif name in available():
+        module = importlib.import_module(f"{PRESETS}.{name}")
+        where = module.__name__
+    else:
         raise ValueError(f"unknown config {name!r}; choose one of {['default'] + available()} or a .py path")
-    spec = importlib.util.spec_from_file_location(f"_vjepa_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     cfg = getattr(module, "CONFIG", None)
     if not isinstance(cfg, Config):
-        raise ValueError(f"{path} must define CONFIG = dualjax.vjepa.config.Config(...)")
+        raise ValueError(f"{where} must define CONFIG = dualjax.vjepa.config.Config(...)")
     return cfg.validate()

@@ -15,7 +15,9 @@ holds the clips of a per-epoch shuffle (seeded) and multi-block masks drawn from
 ``default_rng([seed, 1_000_003, t])``. Resuming at step t is therefore exact: start the index at t.
 Any source with ``__len__`` and ``__getitem__ -> {"clip": uint8 T×H×W×C, "label": int}`` works,
 e.g. the video lists of :mod:`dualjax.vjepa.video` (``dataset="video"``), whose per-clip
-``"skipped"`` count is carried into the batch (the trainer sums it into ``videos_skipped``).
+``"skipped"`` and ``"padded"`` counts are carried into the batch (the trainer sums them into
+``videos_skipped`` and ``videos_padded``). ``batch["masks"]`` holds one
+:class:`~dualjax.vjepa.masks.MaskSet` ``(ctx, tgt, n_ctx, n_tgt)`` per mask generator.
 
 Worker processes (``worker_count > 0``) need a ``__main__`` guard in the launching script and absl
 flags parsed (``absl.flags.FLAGS(sys.argv[:1])``); every mapped function here is a top-level
@@ -133,11 +135,11 @@ def make_source(cfg, split: str):
         train = split == "train"
         spec = video.ClipSpec(frames=cfg.frames, frame_step=cfg.frame_step, clips_per_video=cfg.clips_per_video,
                               crop_size=cfg.size, flip=train, random_start=train,
-                              scale=(0.3, 1.0) if train else (1.0, 1.0))
+                              scale=(0.3, 1.0) if train else (1.0, 1.0), pad_short=cfg.short_videos == "pad")
         weights = cfg.list_weights if (train and cfg.list_weights) else None
         length = cfg.num_train if weights else None
         return video.VideoSource(list(lists), spec, weights=weights, seed=cfg.data_seed + (0 if train else 1),
-                                 length=length)
+                                 length=length, timeout=cfg.decode_timeout, confine=cfg.confine_paths)
     if cfg.dataset != "shapes":
         raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose 'shapes' or 'video'")
     num = cfg.num_train if split == "train" else cfg.num_heldout
@@ -153,9 +155,10 @@ class AddMasks:
     def __call__(self, index: int, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, 1_000_003, int(index)])
         pairs = self.masks(rng, batch["clip"].shape[0])
-        out = {"clip": batch["clip"], "label": batch["label"], "masks": tuple((p.ctx, p.tgt) for p in pairs)}
-        if "skipped" in batch:  # video sources: unreadable videos passed over, per clip
-            out["skipped"] = batch["skipped"]
+        out = {"clip": batch["clip"], "label": batch["label"], "masks": tuple(tuple(m) for m in pairs)}
+        for key in ("skipped", "padded"):  # video sources: unreadable videos passed over, padded clips
+            if key in batch:
+                out[key] = batch[key]
         return out
 
 

@@ -1,24 +1,29 @@
-"""Multi-block 3D masks (the reference's ``multiblock3d``), with static shapes for ``jit``.
+"""Multi-block 3D masks drawn as the reference collator draws them, with a few static shapes for ``jit``.
 
-A generator with ``num_blocks`` blocks of spatial scale s and aspect range [a₀, a₁] works on the
-token grid T×H×W like the reference:
+A generator with ``num_blocks`` blocks of spatial scale s and aspect range [a₀, a₁] on the token
+grid T×H×W (the reference ``multiblock3d``):
 
-* once per batch it draws one block size: u ~ U[0, 1), keep = ⌊H·W·s⌋, aspect a = a₀ + u(a₁ − a₀),
-  h = min(round(√(keep·a)), H), w = min(round(√(keep/a)), W); every block spans all T time steps;
-* per clip, ``num_blocks`` blocks of that size are placed uniformly at random; the **target** is
-  the union of the blocks, the **context** its complement (disjoint by construction, and
-  together they cover the grid).
+* **per batch** one block size: u ~ U[0, 1), keep = ⌊H·W·s⌋, a = a₀ + u(a₁ − a₀),
+  h = min(round(√(keep·a)), H), w = min(round(√(keep/a)), W); every block spans all T steps;
+* **per clip** ``num_blocks`` blocks of that size at uniform positions; the **target** is their
+  union, the **context** its complement; a clip whose blocks cover the whole grid (no context) is
+  drawn again;
+* **per group** of ``group`` clips (the reference trims each per-GPU batch, 24 clips): every clip
+  keeps k_ctx = the smallest context and k_tgt = the smallest target of its group.
+  ``trim="first"`` keeps the first k indices in raster order, as the reference does, which favours
+  early frames in the context; ``trim="random"`` keeps a uniformly random k-subset (in raster
+  order), which does not.
 
-The reference makes batches rectangular by trimming every clip's index lists to the batch
-minimum, so the shapes change from batch to batch. Under ``jit`` that would recompile each
-step, so here the trimming budget is fixed once per generator: ``n_ctx`` and ``n_tgt`` are the
-``keep_quantile`` quantiles of the context and target sizes over 512 calibration draws (from a
-fixed seed). A clip whose context or target is smaller than its budget is redrawn; a larger one is
-trimmed to a uniformly random subset of the budget (kept in raster order), so that trimming does
-not favour early frames the way the reference's "first k indices" does.
+**Static shapes.** Each index list is padded to a width from a short ladder (``buckets`` widths per
+list: quantiles of the group minima over calibration draws, the largest being the largest drawn);
+``n_ctx`` / ``n_tgt`` (B,) count the leading entries that are real. The model leaves the padding
+out of attention and of the loss, so a step computes exactly what the reference computes on its k
+tokens, and ``jit`` compiles once per combination of widths: once with ``buckets=1``, at most
+``buckets^(2G)`` times for G generators. A group minimum above the top width (rarer than one
+calibration draw in ``CALIBRATION_GROUPS``) is trimmed to it.
 
-Everything is numpy with an explicit ``np.random.Generator``: deterministic from a seed and
-run in the data pipeline, off the accelerator.
+Everything is numpy with an explicit ``np.random.Generator``: deterministic from a seed and run in
+the data pipeline, off the accelerator.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ import numpy as np
 
 from dualjax import checks
 
+TRIMS = ("first", "random")
+
 
 class BlockSpec(NamedTuple):
     num_blocks: int
@@ -37,11 +44,15 @@ class BlockSpec(NamedTuple):
     aspect: tuple[float, float] = (0.75, 1.5)
 
 
-class MaskPair(NamedTuple):
-    """Index lists of one generator for a batch: context (B, n_ctx) and target (B, n_tgt), int32."""
+class MaskSet(NamedTuple):
+    """One generator's masks for a batch: context (B, W_ctx) and target (B, W_tgt) token indices
+    (int32, raster order); the first ``n_ctx[b]`` / ``n_tgt[b]`` entries of row b are real, the
+    rest is padding (index 0)."""
 
     ctx: np.ndarray
     tgt: np.ndarray
+    n_ctx: np.ndarray
+    n_tgt: np.ndarray
 
 
 def block_size(spec: BlockSpec, grid: tuple[int, int, int], u: float) -> tuple[int, int]:
@@ -55,26 +66,65 @@ def block_size(spec: BlockSpec, grid: tuple[int, int, int], u: float) -> tuple[i
     return h, w
 
 
-def target_mask(spec: BlockSpec, grid: tuple[int, int, int], hw: tuple[int, int],
-                rng: np.random.Generator) -> np.ndarray:
-    """Boolean (T, H, W) union of ``num_blocks`` blocks of size ``hw`` spanning all of time."""
-    T, H, W = grid
+def spatial_unions(spec: BlockSpec, grid: tuple[int, int, int], hw: tuple[int, int], n: int,
+                   rng: np.random.Generator, max_redraws: int = 1000) -> np.ndarray:
+    """(n, H, W) bool: per clip the union of ``num_blocks`` blocks of size ``hw`` at uniform
+    positions, redrawn while it covers the whole H×W plane (the reference's empty-context retry)."""
+    _, H, W = grid
     h, w = hw
-    spatial = np.zeros((H, W), bool)
-    for _ in range(spec.num_blocks):
-        top = rng.integers(0, H - h + 1)
-        left = rng.integers(0, W - w + 1)
-        spatial[top:top + h, left:left + w] = True
-    return np.broadcast_to(spatial, (T, H, W))
+    out = np.empty((n, H, W), bool)
+    todo = np.arange(n)
+    for _ in range(max_redraws):
+        tops = rng.integers(0, H - h + 1, size=(len(todo), spec.num_blocks))
+        lefts = rng.integers(0, W - w + 1, size=(len(todo), spec.num_blocks))
+        rows = (np.arange(H) >= tops[..., None]) & (np.arange(H) < tops[..., None] + h)  # (n, blocks, H)
+        cols = (np.arange(W) >= lefts[..., None]) & (np.arange(W) < lefts[..., None] + w)
+        union = (rows[..., :, None] & cols[..., None, :]).any(axis=1)
+        out[todo] = union
+        todo = todo[union.all(axis=(1, 2))]
+        if not len(todo):
+            return out
+    raise ValueError(f"blocks of size {hw} ({spec}) leave no context on the token grid {grid} "
+                     f"in {max_redraws} draws; use fewer or smaller blocks or a finer grid")
+
+
+def group_minima(counts: np.ndarray, group: int) -> np.ndarray:
+    """Per clip, the smallest of ``counts`` over its group (consecutive runs of ``group`` clips)."""
+    out = np.empty_like(counts)
+    for start in range(0, len(counts), group):
+        out[start:start + group] = counts[start:start + group].min()
+    return out
+
+
+def keep_indices(member: np.ndarray, k: np.ndarray, width: int, trim: str,
+                 rng: np.random.Generator) -> np.ndarray:
+    """(B, width) int32: per row b the indices of ``k[b]`` (at most its count) of its True entries
+    of ``member`` (B, N), ascending, then zeros. ``trim="first"``: the first k; ``"random"``: a
+    uniform k-subset (the k smallest of uniform keys)."""
+    if trim == "random":
+        keys = np.where(member, rng.random(member.shape), 2.0)
+        kept = np.zeros_like(member)
+        for kk in np.unique(k):
+            rows = np.flatnonzero(k == kk)
+            if kk > 0:
+                kth = np.partition(keys[rows], kk - 1, axis=1)[:, kk - 1:kk]
+                kept[rows] = keys[rows] <= kth
+    else:
+        kept = member & (np.cumsum(member, axis=1, dtype=np.int32) <= k[:, None])
+    rows, cols = np.nonzero(kept)  # row-major: row b's k[b] entries, ascending
+    starts = np.concatenate([[0], np.cumsum(kept.sum(axis=1))[:-1]])
+    out = np.zeros((len(member), width), np.int32)
+    out[rows, np.arange(len(rows)) - starts[rows]] = cols
+    return out
 
 
 class MultiBlockMasks:
-    """Samples one :class:`MaskPair` per generator for a batch; see the module doc."""
+    """Samples one :class:`MaskSet` per generator for a batch; see the module doc."""
 
-    CALIBRATION_DRAWS = 512
+    CALIBRATION_GROUPS = 512
 
-    def __init__(self, grid: tuple[int, int, int], specs: list[BlockSpec], keep_quantile: float = 0.1,
-                 calibration_seed: int = 0, max_redraws: int = 1000):
+    def __init__(self, grid: tuple[int, int, int], specs: list[BlockSpec], *, group: int, trim: str = "first",
+                 buckets: int = 1, calibration_seed: int = 0, max_redraws: int = 1000):
         self.grid = tuple(int(g) for g in grid)
         for g in self.grid:
             checks.check_positive_int(g, "token grid size")
@@ -83,61 +133,61 @@ class MultiBlockMasks:
             checks.check_positive_int(s.num_blocks, "num_blocks")
             if not 0 < s.scale < 1:
                 raise ValueError(f"block scale {s.scale} must lie in (0, 1)")
+        if trim not in TRIMS:
+            raise ValueError(f"trim={trim!r}; choose one of {list(TRIMS)}")
+        self.group = checks.check_positive_int(group, "group")
+        self.trim = trim
+        self.buckets = checks.check_positive_int(buckets, "buckets")
         self.num_tokens = math.prod(self.grid)
         self.max_redraws = max_redraws
         rng = np.random.default_rng([calibration_seed, 7919])
-        self.n_ctx, self.n_tgt = [], []
+        self.ctx_widths, self.tgt_widths = [], []
         for spec in self.specs:
-            sizes = np.array([
-                target_mask(spec, self.grid, block_size(spec, self.grid, rng.random()), rng).sum()
-                for _ in range(self.CALIBRATION_DRAWS)
-            ])
-            ctx_sizes = self.num_tokens - sizes
-            n_ctx = int(np.quantile(ctx_sizes[ctx_sizes > 0], keep_quantile)) if (ctx_sizes > 0).any() else 0
-            if n_ctx < 1:
-                raise ValueError(
-                    f"mask generator {spec} leaves no context on the token grid {self.grid}; "
-                    "use fewer or smaller blocks or a finer grid"
-                )
-            self.n_ctx.append(n_ctx)
-            self.n_tgt.append(max(1, int(np.quantile(sizes, keep_quantile))))
+            mins = np.array([self._counts(spec, self.group, rng).min(axis=1)
+                             for _ in range(self.CALIBRATION_GROUPS)])  # (draws, 2): ctx, tgt
+            qs = np.arange(1, self.buckets + 1) / self.buckets
+            self.ctx_widths.append(tuple(sorted({int(v) for v in np.quantile(mins[:, 0], qs, method="higher")})))
+            self.tgt_widths.append(tuple(sorted({int(v) for v in np.quantile(mins[:, 1], qs, method="higher")})))
 
-    def _one(self, spec: BlockSpec, hw: tuple[int, int], n_ctx: int, n_tgt: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        for _ in range(self.max_redraws):
-            tgt_mask = target_mask(spec, self.grid, hw, rng).reshape(-1)
-            tgt = np.flatnonzero(tgt_mask)
-            ctx = np.flatnonzero(~tgt_mask)
-            if len(tgt) >= n_tgt and len(ctx) >= n_ctx:
-                return (np.sort(rng.choice(ctx, n_ctx, replace=False)),
-                        np.sort(rng.choice(tgt, n_tgt, replace=False)), tgt_mask)
-        raise ValueError(
-            f"could not place blocks of size {hw} with >= {n_ctx} context and >= {n_tgt} target tokens "
-            f"on grid {self.grid} in {self.max_redraws} draws"
-        )
+    def _draw(self, spec: BlockSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(n, H, W) spatial target unions of one batch (one block size for all n clips)."""
+        hw = block_size(spec, self.grid, rng.random())
+        return spatial_unions(spec, self.grid, hw, n, rng, self.max_redraws)
 
-    def __call__(self, rng: np.random.Generator, batch_size: int) -> tuple[MaskPair, ...]:
+    def _counts(self, spec: BlockSpec, n: int, rng: np.random.Generator) -> np.ndarray:
+        """(2, n): context and target sizes of n clips of one batch."""
+        tgt = self.grid[0] * self._draw(spec, n, rng).sum(axis=(1, 2))
+        return np.stack([self.num_tokens - tgt, tgt])
+
+    @staticmethod
+    def _width(widths: tuple[int, ...], need: int) -> int:
+        """The smallest ladder width holding ``need`` tokens, else the top one."""
+        return next((w for w in widths if w >= need), widths[-1])
+
+    def __call__(self, rng: np.random.Generator, batch_size: int) -> tuple[MaskSet, ...]:
         return self.sample(rng, batch_size)[0]
 
-    def sample(self, rng: np.random.Generator, batch_size: int) -> tuple[tuple[MaskPair, ...], tuple[np.ndarray, ...]]:
-        """The trimmed pairs and, per generator, the untrimmed target unions (B, N) bool."""
+    def sample(self, rng: np.random.Generator, batch_size: int) -> tuple[tuple[MaskSet, ...], tuple[np.ndarray, ...]]:
+        """The masks and, per generator, the untrimmed target unions (B, N) bool."""
         checks.check_positive_int(batch_size, "batch_size")
-        pairs, unions = [], []
-        for spec, n_ctx, n_tgt in zip(self.specs, self.n_ctx, self.n_tgt):
-            hw = block_size(spec, self.grid, rng.random())
-            # redraw the batch's block size if it cannot fit the budgets (tiny grids only)
-            for _ in range(self.max_redraws):
-                area = hw[0] * hw[1] * self.grid[0]
-                if self.num_tokens - area >= n_ctx and min(self.num_tokens, spec.num_blocks * area) >= n_tgt:
-                    break
-                hw = block_size(spec, self.grid, rng.random())
-            ctx, tgt, union = zip(*(self._one(spec, hw, n_ctx, n_tgt, rng) for _ in range(batch_size)))
-            pairs.append(MaskPair(np.stack(ctx).astype(np.int32), np.stack(tgt).astype(np.int32)))
-            unions.append(np.stack(union))
-        return tuple(pairs), tuple(unions)
+        sets, unions = [], []
+        for spec, ctx_widths, tgt_widths in zip(self.specs, self.ctx_widths, self.tgt_widths):
+            union = np.broadcast_to(self._draw(spec, batch_size, rng)[:, None], (batch_size,) + self.grid)
+            union = union.reshape(batch_size, -1)
+            lists = []
+            for member, widths in ((~union, ctx_widths), (union, tgt_widths)):
+                k = group_minima(member.sum(axis=1), self.group)
+                width = self._width(widths, int(k.max()))
+                k = np.minimum(k, width).astype(np.int32)
+                lists.append((keep_indices(member, k, width, self.trim, rng), k))
+            (ctx, n_ctx), (tgt, n_tgt) = lists
+            sets.append(MaskSet(ctx, tgt, n_ctx, n_tgt))
+            unions.append(union)
+        return tuple(sets), tuple(unions)
 
 
 def from_config(cfg) -> MultiBlockMasks:
-    """The generators of a :class:`dualjax.vjepa.config.Config`."""
+    """The generators of a :class:`dualjax.vjepa.config.Config` (``mask_group`` 0: the whole batch)."""
     specs = [BlockSpec(n, s, tuple(cfg.mask_aspect)) for n, s in zip(cfg.mask_blocks, cfg.mask_scales)]
-    return MultiBlockMasks(cfg.grid, specs, keep_quantile=cfg.mask_keep_quantile, calibration_seed=cfg.data_seed)
+    return MultiBlockMasks(cfg.grid, specs, group=cfg.mask_group or cfg.batch_size, trim=cfg.mask_trim,
+                           buckets=cfg.mask_buckets, calibration_seed=cfg.data_seed)

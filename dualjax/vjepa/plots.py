@@ -12,6 +12,8 @@ from pathlib import Path
 # No matplotlib.use(): savefig works under any backend (see dualjax/linear/montecarlo/figures.py).
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dualjax import outputs
+
 
 def _series(records: list[dict], key: str):
     pts = [(r["step"], r[key]) for r in records if key in r and r[key] is not None]
@@ -56,11 +58,7 @@ def plot_runs(runs: dict[str, list[dict]], path: str | Path, title: str = "") ->
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    with outputs.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
     return path
-
-
-def plot_run(records: list[dict], path: str | Path, name: str = "run") -> Path:
-    """The three panels of one run."""
-    return plot_runs({name: records}, path)

@@ -1,9 +1,7 @@
-"""Video files as a grain data source: reference list format, clip sampling, crops, skip policy.
+"""Video files as a grain data source: clip sampling, crops, skip policy.
 
-**List format** (the reference V-JEPA one): one video per line, ``path label``, separated by
-whitespace (the label is the last field, so paths may contain spaces); blank lines and lines
-starting with ``#`` are ignored; relative paths are relative to the list file's directory.
-Several lists can be combined, optionally with sampling weights.
+**Lists** of ``path label`` lines in the reference format (:mod:`dualjax.vjepa.videolist`);
+several lists can be combined, optionally with sampling weights.
 
 **Indexing** (random access, deterministic from ``seed``; element ``i`` is clip ``i mod C`` of
 video ``j = i // C``, C = ``clips_per_video``):
@@ -19,11 +17,15 @@ a uniformly random offset inside segment k (``random_start=True``, training) or 
 (evaluation); segments shorter than the span overlap evenly. Each clip then gets a random
 resized crop (area fraction ``scale``, aspect ratio ``ratio``, resized to ``crop_size`` ×
 ``crop_size`` with bilinear swscale) and, with ``flip``, a horizontal flip with probability ½.
+A video with n < span frames is padded (``pad_short``, the reference's ``filter_short_videos:
+false``): ⌊n/frame_step⌋ frames spread evenly over [0, n], then its last frame repeated; elements
+carry ``"padded"`` (1 for such a clip). With ``pad_short=False`` it is skipped as too short.
 
-**Skip policy.** A missing, unreadable/corrupt, truncated (the clip's frames cannot all be
-decoded: a decode error mid-stream, or the stream ends before them) or too short (fewer frames
-than the span)
-video is never returned and never replaced by zeros: the source warns once per path
+**Skip policy.** A missing, non-regular (a FIFO, a device, a folder: opening a FIFO would block
+forever, so it is never opened), unreadable/corrupt, truncated (the clip's frames cannot all be
+decoded: a decode error mid-stream, or the stream ends before them), too slow (opening and
+decoding took longer than ``timeout`` seconds) or, with ``pad_short=False``, too short video is
+never returned and never replaced by zeros: the source warns once per path
 (:class:`VideoSkipWarning`), counts it, and deterministically tries another video of the same
 list (its order is a fixed permutation from ``seed`` and ``j``). Every element carries
 ``"skipped"``: the number of unreadable videos passed over to produce it, so the count survives
@@ -32,7 +34,7 @@ additionally counts skips by reason in *this* process. If ``max_tries`` videos i
 or every video of a list fails, :class:`NoReadableVideoError` names the list.
 
 **Elements.** :class:`VideoSource` yields ``{"clip": uint8 (T, S, S, 3), "label": int32,
-"skipped": int32}`` (the interface of :mod:`dualjax.vjepa.data`'s sources);
+"skipped": int32, "padded": int32}`` (the interface of :mod:`dualjax.vjepa.data`'s sources);
 :class:`Normalize` maps it to ``{"video": float32 (T, S, S, 3), ...}`` with the ImageNet mean
 and std; :func:`video_dataset` chains both as a ``grain.MapDataset``.
 
@@ -45,10 +47,11 @@ from __future__ import annotations
 
 import collections
 import os
+import stat
 import sys
+import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import av
@@ -56,12 +59,13 @@ import grain
 import numpy as np
 
 from dualjax import checks
+from dualjax.vjepa.videolist import VideoEntry, read_list
 
 # ImageNet statistics, as the reference normalises its clips
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
-REASONS = ("missing", "corrupt", "truncated", "too_short")
+REASONS = ("missing", "not_a_file", "corrupt", "truncated", "too_short", "timeout")
 
 
 class VideoError(Exception):
@@ -72,54 +76,12 @@ class VideoError(Exception):
         super().__init__(f"{reason} video {path}: {detail}")
 
 
-class NoReadableVideoError(RuntimeError):
-    """No readable video could be found in a list."""
+class NoReadableVideoError(ValueError):
+    """No readable video could be found in a list (bad input: ``dualjax train`` exits with 2)."""
 
 
 class VideoSkipWarning(UserWarning):
     """An unreadable video was skipped."""
-
-
-# --------------------------------------------------------------------------- lists
-
-@dataclass(frozen=True)
-class VideoEntry:
-    path: str
-    label: int
-
-
-def read_list(path: str | os.PathLike) -> list[VideoEntry]:
-    """Entries of one list file (``path label`` per line; see the module doc)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"video list {str(path)!r} does not exist")
-    entries = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        fields = line.rsplit(maxsplit=1)
-        if len(fields) != 2:
-            raise ValueError(f"{path}:{lineno}: expected 'path label', got {line!r}")
-        video, label = fields
-        try:
-            label_int = int(label)
-        except ValueError:
-            raise ValueError(f"{path}:{lineno}: label must be an integer, got {label!r}") from None
-        if label_int < 0:
-            raise ValueError(f"{path}:{lineno}: label must be >= 0, got {label_int}")
-        video_path = Path(video)
-        if not video_path.is_absolute():
-            video_path = path.parent / video_path
-        entries.append(VideoEntry(str(video_path), label_int))
-    if not entries:
-        raise ValueError(f"video list {str(path)!r} has no entries")
-    return entries
-
-
-def write_list(path: str | os.PathLike, entries: Sequence[tuple[str, int]]) -> None:
-    """Write a list file in the reference format (``path label`` per line)."""
-    Path(path).write_text("".join(f"{p} {int(label)}\n" for p, label in entries))
 
 
 # --------------------------------------------------------------------------- decoding and crops
@@ -136,6 +98,7 @@ class ClipSpec:
     ratio: tuple[float, float] = (0.75, 1.35)
     flip: bool = True
     random_start: bool = True
+    pad_short: bool = True
 
     def __post_init__(self):
         checks.check_positive_int(self.frames, "frames")
@@ -159,7 +122,11 @@ def clip_indices(num_frames: int, spec: ClipSpec, clip: int, rng: np.random.Gene
     """Frame indices of clip ``clip`` of a video with ``num_frames`` frames (see module doc)."""
     span = spec.span
     if num_frames < span:
-        raise ValueError(f"{num_frames} frames < clip span {span}")
+        if not spec.pad_short:
+            raise ValueError(f"{num_frames} frames < clip span {span}")
+        spread = np.linspace(0, num_frames, num_frames // spec.frame_step)
+        return np.minimum(np.concatenate([spread, np.full(spec.frames - len(spread), num_frames)]),
+                          num_frames - 1).astype(np.int64)
     segment = num_frames // spec.clips_per_video
     if segment >= span:
         room = segment - span
@@ -171,17 +138,38 @@ def clip_indices(num_frames: int, spec: ClipSpec, clip: int, rng: np.random.Gene
     return start + spec.frame_step * np.arange(spec.frames)
 
 
-def decode_frames(path: str, indices: np.ndarray) -> np.ndarray:
+def _regular_file(path: str) -> None:
+    """Raise :class:`VideoError` unless ``path`` is a regular file (checked without opening it:
+    opening a FIFO blocks until a writer appears)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise VideoError(path, "missing", "no such file") from None
+    except OSError as err:
+        raise VideoError(path, "missing", f"cannot stat: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) else "a device or socket"
+        raise VideoError(path, "not_a_file", f"{kind}, not a regular file")
+
+
+def _failed(path: str, reason: str, detail: str, t0: float, timeout: float | None) -> VideoError:
+    if timeout is not None and time.monotonic() - t0 > timeout:
+        return VideoError(path, "timeout", f"gave up after {timeout} s ({detail})")
+    return VideoError(path, reason, detail)
+
+
+def decode_frames(path: str, indices: np.ndarray, timeout: float | None = None) -> np.ndarray:
     """The frames ``indices`` (ascending) of ``path`` as uint8 (T, H, W, 3) RGB; raises
-    :class:`VideoError` on a missing, corrupt or truncated file."""
+    :class:`VideoError` on a missing, non-regular, corrupt or truncated file, or when opening
+    and decoding take longer than ``timeout`` seconds."""
     wanted = np.asarray(indices)
     wanted_set = frozenset(int(i) for i in wanted)
-    if not os.path.exists(path):
-        raise VideoError(path, "missing", "no such file")
+    _regular_file(path)
+    t0 = time.monotonic()
     try:
-        container = av.open(path)
+        container = av.open(path, timeout=timeout)
     except Exception as err:  # noqa: BLE001 - av raises many FFmpegError / OSError kinds
-        raise VideoError(path, "corrupt", f"cannot open: {err}") from None
+        raise _failed(path, "corrupt", f"cannot open: {err}", t0, timeout) from None
     with container:
         if not container.streams.video:
             raise VideoError(path, "corrupt", "no video stream")
@@ -192,23 +180,28 @@ def decode_frames(path: str, indices: np.ndarray) -> np.ndarray:
         n = -1
         try:
             for n, frame in enumerate(container.decode(stream)):
+                if timeout is not None and time.monotonic() - t0 > timeout:
+                    raise VideoError(path, "timeout", f"decoding took longer than {timeout} s ({n} frames)")
                 if n in wanted_set:
                     frames[n] = frame.to_ndarray(format="rgb24")
                 if n >= last:
                     break
+        except VideoError:
+            raise
         except Exception as err:  # noqa: BLE001
-            raise VideoError(path, "truncated", f"decode error after {n + 1} frames: {err}") from None
+            raise _failed(path, "truncated", f"decode error after {n + 1} frames: {err}", t0, timeout) from None
     if len(frames) != len(wanted_set):
         raise VideoError(path, "truncated", f"only {n + 1} frames decodable, clip needs frame {last}")
     return np.stack([frames[int(i)] for i in wanted])
 
 
-def probe_frames(path: str) -> int:
-    """Number of frames of ``path``: the container's count, else counted by demuxing."""
-    if not os.path.exists(path):
-        raise VideoError(path, "missing", "no such file")
+def probe_frames(path: str, timeout: float | None = None) -> int:
+    """Number of frames of ``path``: the container's count, else counted by demuxing (at most
+    ``timeout`` seconds to open and read it)."""
+    _regular_file(path)
+    t0 = time.monotonic()
     try:
-        with av.open(path) as container:
+        with av.open(path, timeout=timeout) as container:
             if not container.streams.video:
                 raise VideoError(path, "corrupt", "no video stream")
             stream = container.streams.video[0]
@@ -218,7 +211,7 @@ def probe_frames(path: str) -> int:
     except VideoError:
         raise
     except Exception as err:  # noqa: BLE001
-        raise VideoError(path, "corrupt", f"cannot open: {err}") from None
+        raise _failed(path, "corrupt", f"cannot open: {err}", t0, timeout) from None
 
 
 def random_resized_crop(clip: np.ndarray, rng: np.random.Generator, spec: ClipSpec) -> np.ndarray:
@@ -252,13 +245,15 @@ def random_resized_crop(clip: np.ndarray, rng: np.random.Generator, spec: ClipSp
     return np.ascontiguousarray(out)
 
 
-def load_clip(path: str, spec: ClipSpec, clip: int, rng: np.random.Generator) -> np.ndarray:
-    """Clip ``clip`` of the video at ``path``, cropped: uint8 (T, S, S, 3); raises :class:`VideoError`."""
-    num_frames = probe_frames(path)
-    if num_frames < spec.span:
+def load_clip(path: str, spec: ClipSpec, clip: int, rng: np.random.Generator,
+              timeout: float | None = None) -> tuple[np.ndarray, bool]:
+    """Clip ``clip`` of the video at ``path``, cropped: uint8 (T, S, S, 3), and whether it was
+    padded; raises :class:`VideoError` (``timeout``: seconds allowed to probe, and again to decode)."""
+    num_frames = probe_frames(path, timeout)
+    if num_frames < spec.span and not spec.pad_short:
         raise VideoError(path, "too_short", f"{num_frames} frames < clip span {spec.span}")
-    frames = decode_frames(path, clip_indices(num_frames, spec, clip, rng))
-    return random_resized_crop(frames, rng, spec)
+    frames = decode_frames(path, clip_indices(num_frames, spec, clip, rng), timeout)
+    return random_resized_crop(frames, rng, spec), num_frames < spec.span
 
 
 # --------------------------------------------------------------------------- the source
@@ -268,7 +263,9 @@ class VideoSource:
 
     ``lists``: one list file or several; ``weights``: sampling weights per list (``None``:
     concatenate); ``length``: number of elements (default: C × the total number of entries);
-    ``max_tries``: videos tried per element before giving up.
+    ``max_tries``: videos tried per element before giving up; ``timeout``: seconds to open and
+    decode a video before it is skipped (``None``: no limit); ``confine``: refuse list entries
+    outside their list's folder (:func:`read_list`).
     """
 
     def __init__(
@@ -280,13 +277,16 @@ class VideoSource:
         seed: int = 0,
         length: int | None = None,
         max_tries: int = 100,
+        timeout: float | None = 60.0,
+        confine: bool = False,
     ):
         if isinstance(lists, (str, os.PathLike)):
             lists = [lists]
         self.list_names = [str(p) for p in lists]
         if not self.list_names:
             raise ValueError("VideoSource needs at least one list file")
-        self.lists = [read_list(p) for p in self.list_names]
+        self.lists = [read_list(p, confine=confine) for p in self.list_names]
+        self.timeout = None if timeout is None else checks.check_positive(timeout, "timeout")
         self.spec = spec
         self.seed = int(seed)
         self.max_tries = checks.check_positive_int(max_tries, "max_tries")
@@ -355,14 +355,15 @@ class VideoSource:
             if error is None:
                 rng = np.random.default_rng([self.seed, 3, i, attempt])
                 try:
-                    frames = load_clip(entry.path, self.spec, clip, rng)
+                    frames, padded = load_clip(entry.path, self.spec, clip, rng, self.timeout)
                 except VideoError as err:
                     error = err
                     self._bad[entry.path] = err
                     warnings.warn(f"skipping {err}", VideoSkipWarning, stacklevel=2)
                 else:
                     self.stats["decoded"] += 1
-                    return {"clip": frames, "label": np.int32(entry.label), "skipped": np.int32(skipped)}
+                    return {"clip": frames, "label": np.int32(entry.label), "skipped": np.int32(skipped),
+                            "padded": np.int32(padded)}
             skipped += 1
             self.stats["skipped"] += 1
             self.stats[error.reason] += 1
@@ -385,14 +386,14 @@ class VideoSource:
         """
         report: dict[str, list[str]] = {reason: [] for reason in REASONS}
         spec = ClipSpec(frames=self.spec.frames, frame_step=self.spec.frame_step, clips_per_video=1,
-                        crop_size=self.spec.crop_size, random_start=False, flip=False)
+                        crop_size=self.spec.crop_size, random_start=False, flip=False, pad_short=self.spec.pad_short)
         for entries in self.lists:
             for entry in entries:
                 try:
-                    n = probe_frames(entry.path)
-                    if n < spec.span:
+                    n = probe_frames(entry.path, self.timeout)
+                    if n < spec.span and not self.spec.pad_short:
                         raise VideoError(entry.path, "too_short", f"{n} frames < clip span {spec.span}")
-                    decode_frames(entry.path, clip_indices(n, spec, 0, np.random.default_rng(0)))
+                    decode_frames(entry.path, clip_indices(n, spec, 0, np.random.default_rng(0)), self.timeout)
                 except VideoError as err:
                     report[err.reason].append(entry.path)
         return report

@@ -9,8 +9,16 @@ Variant table (width / depth / heads, MLP ratio 4, qkv bias, LayerNorm eps 1e-6,
 final LayerNorm): tiny 192/12/3, small 384/12/6, base 768/12/12, large 1024/24/16,
 huge 1280/32/16. Width, depth and heads can be overridden for CPU-sized models.
 
-Init: truncated normal (std 0.02) weights and zero biases in every Linear, LayerNorm (1, 0); the
-reference's depth-dependent rescaling of the output projections is not reproduced.
+Init (the reference's effective one, ``app/vjepa/utils.py: init_video_model``): every Linear and
+the tubelet Conv3d weight N(0, 0.02²) (the reference's ``trunc_normal_(std=0.02)`` cuts at ±2 in
+absolute value, i.e. at 100 σ: untruncated in practice), zero biases, LayerNorm (1, 0). The models'
+own depth rescaling (``_rescale_blocks``) is undone there by re-initialising every Linear, so
+there is none here.
+
+Precision (``dtype``): parameters stay float32; with ``dtype=bfloat16`` every Linear / Conv runs in
+bf16 (its inputs and weights cast), while the residual stream, the positions, LayerNorm and the
+attention softmax stay float32 (the reference's ``torch.autocast(bfloat16)``: LayerNorm and softmax
+in float32, a bf16 matmul output added to a float32 residual is float32).
 """
 
 from __future__ import annotations
@@ -39,7 +47,8 @@ VARIANTS: dict[str, Variant] = {
 }
 
 LN_EPS = 1e-6
-_trunc = nnx.initializers.truncated_normal(stddev=0.02)
+INIT_STD = 0.02
+weight_init = nnx.initializers.normal(stddev=INIT_STD)
 
 
 def variant(name: str, width: int = 0, depth: int = 0, heads: int = 0) -> Variant:
@@ -64,15 +73,22 @@ def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
 
 
-def sincos_3d(grid: tuple[int, int, int], dim: int) -> np.ndarray:
-    """Fixed 3D sin-cos positions, (T·H·W, dim) in raster order: half of the channels encode
-    time, a quarter each the row and the column (the reference's split)."""
-    if dim % 4:
-        raise ValueError(f"3D sin-cos positions need a width divisible by 4, got {dim}")
+def sincos_3d(grid: tuple[int, int, int], dim: int, uniform_power: bool = True) -> np.ndarray:
+    """Fixed 3D sin-cos positions, (T·H·W, dim) in raster order, channels [time | row | column].
+
+    ``uniform_power=True`` (every reference pretraining config): each axis gets d = 2⌈dim/6⌉
+    channels and the concatenation is cut to ``dim``; ``False``: dim/2 for time, dim/4 each for
+    the row and the column (``src/models/utils/pos_embs.py``)."""
+    if uniform_power:
+        d_t = d_h = d_w = 2 * math.ceil(dim / 6)
+    else:
+        if dim % 4:
+            raise ValueError(f"3D sin-cos positions with uniform_power=False need a width divisible by 4, got {dim}")
+        d_t, d_h = dim // 2, dim // 4
+        d_w = dim - d_t - d_h
     gt, gh, gw = grid
-    d_t, d_h = dim // 2, dim // 4
     t, h, w = np.meshgrid(np.arange(gt), np.arange(gh), np.arange(gw), indexing="ij")
-    emb = np.concatenate([sincos_1d(d_t, t), sincos_1d(d_h, h), sincos_1d(dim - d_t - d_h, w)], axis=1)
+    emb = np.concatenate([sincos_1d(d_t, t), sincos_1d(d_h, h), sincos_1d(d_w, w)], axis=1)[:, :dim]
     return emb.astype(np.float32)
 
 
@@ -83,8 +99,14 @@ def gather_tokens(x_BxNxD: jax.Array, idx_BxK: jax.Array) -> jax.Array:
 
 # --------------------------------------------------------------------------- layers
 
-def _linear(din: int, dout: int, rngs: nnx.Rngs, bias: bool = True) -> nnx.Linear:
-    return nnx.Linear(din, dout, use_bias=bias, kernel_init=_trunc, bias_init=nnx.initializers.zeros, rngs=rngs)
+def _linear(din: int, dout: int, rngs: nnx.Rngs, bias: bool = True, dtype=jnp.float32) -> nnx.Linear:
+    return nnx.Linear(din, dout, use_bias=bias, kernel_init=weight_init, bias_init=nnx.initializers.zeros,
+                      dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+
+
+def _layer_norm(width: int, rngs: nnx.Rngs) -> nnx.LayerNorm:
+    """LayerNorm (eps 1e-6) computed and returned in float32 whatever the compute dtype."""
+    return nnx.LayerNorm(width, epsilon=LN_EPS, dtype=jnp.float32, param_dtype=jnp.float32, rngs=rngs)
 
 
 def layer_norm(x: jax.Array, eps: float = LN_EPS) -> jax.Array:
@@ -94,81 +116,98 @@ def layer_norm(x: jax.Array, eps: float = LN_EPS) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + eps)
 
 
+def prefix_mask(lengths_B: jax.Array, width: int) -> jax.Array:
+    """(B, width) bool: entry k of row b is real iff k < lengths[b] (padded index lists)."""
+    return jnp.arange(width)[None, :] < lengths_B[:, None]
+
+
 class Attention(nnx.Module):
-    """Multi-head attention; ``kv`` defaults to the queries' own tokens (self-attention)."""
+    """Multi-head attention; ``kv`` defaults to the queries' own tokens (self-attention).
 
-    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, kv_width: int | None = None):
+    ``valid_BxM`` (bool, optional) leaves the padded keys out: their attention weight is 0."""
+
+    def __init__(self, width: int, heads: int, *, rngs: nnx.Rngs, kv_width: int | None = None, dtype=jnp.float32):
         self.heads = heads
-        self.q = _linear(width, width, rngs)
-        self.kv = _linear(kv_width or width, 2 * width, rngs)
-        self.proj = _linear(width, width, rngs)
+        self.q = _linear(width, width, rngs, dtype=dtype)
+        self.kv = _linear(kv_width or width, 2 * width, rngs, dtype=dtype)
+        self.proj = _linear(width, width, rngs, dtype=dtype)
 
-    def __call__(self, x_BxNxD: jax.Array, kv_BxMxE: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BxNxD: jax.Array, kv_BxMxE: jax.Array | None = None,
+                 valid_BxM: jax.Array | None = None) -> jax.Array:
         src = x_BxNxD if kv_BxMxE is None else kv_BxMxE
         B, N, D = x_BxNxD.shape
         M = src.shape[1]
         H = self.heads
         q = self.q(x_BxNxD).reshape(B, N, H, D // H)
         k, v = jnp.split(self.kv(src).reshape(B, M, 2, H, D // H), 2, axis=2)
-        y = jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0])
+        mask = None if valid_BxM is None else valid_BxM[:, None, None, :]
+        # bf16 inputs: logits and softmax in float32 (jax's XLA attention promotes them)
+        y = jax.nn.dot_product_attention(q, k[:, :, 0], v[:, :, 0], mask=mask)
         return self.proj(y.reshape(B, N, D))
 
 
 class MLP(nnx.Module):
-    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs):
-        self.fc1 = _linear(width, hidden, rngs)
-        self.fc2 = _linear(hidden, width, rngs)
+    def __init__(self, width: int, hidden: int, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.fc1 = _linear(width, hidden, rngs, dtype=dtype)
+        self.fc2 = _linear(hidden, width, rngs, dtype=dtype)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.fc2(jax.nn.gelu(self.fc1(x), approximate=False))
 
 
 class Block(nnx.Module):
-    """Pre-norm transformer block: x + Attn(LN x), then x + MLP(LN x)."""
+    """Pre-norm transformer block: x + Attn(LN x), then x + MLP(LN x); x stays float32."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs):
-        self.norm1 = nnx.LayerNorm(width, epsilon=LN_EPS, rngs=rngs)
-        self.attn = Attention(width, heads, rngs=rngs)
-        self.norm2 = nnx.LayerNorm(width, epsilon=LN_EPS, rngs=rngs)
-        self.mlp = MLP(width, int(width * mlp_ratio), rngs=rngs)
+    def __init__(self, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.norm1 = _layer_norm(width, rngs)
+        self.attn = Attention(width, heads, rngs=rngs, dtype=dtype)
+        self.norm2 = _layer_norm(width, rngs)
+        self.mlp = MLP(width, int(width * mlp_ratio), rngs=rngs, dtype=dtype)
 
-    def __call__(self, x_BxNxD: jax.Array) -> jax.Array:
-        x_BxNxD = x_BxNxD + self.attn(self.norm1(x_BxNxD))
-        return x_BxNxD + self.mlp(self.norm2(x_BxNxD))
+    def __call__(self, x_BxNxD: jax.Array, valid_BxN: jax.Array | None = None) -> jax.Array:
+        x_BxNxD = x_BxNxD + self.attn(self.norm1(x_BxNxD), valid_BxM=valid_BxN).astype(jnp.float32)
+        return x_BxNxD + self.mlp(self.norm2(x_BxNxD)).astype(jnp.float32)
 
 
 class ViT(nnx.Module):
-    """Encoder f_θ: clip ``x_BxTxHxWxC`` (float, normalised) -> tokens ``z_BxKxD``.
+    """Encoder f_θ: clip ``x_BxTxHxWxC`` (float, normalised) -> tokens ``z_BxKxD`` (float32).
 
-    With ``keep_BxK`` only those tokens (indices into the N-token grid) enter the blocks.
+    With ``keep_BxK`` only those tokens (indices into the N-token grid) enter the blocks; with
+    ``keep_len_B`` only the first ``keep_len[b]`` of row b are real (the rest is padding, left out
+    of attention).
     """
 
     def __init__(self, name: str = "tiny", *, frames: int, size: int, tubelet: int = 2, patch: int = 16,
                  channels: int = 3, width: int = 0, depth: int = 0, heads: int = 0, mlp_ratio: float = 4.0,
-                 rngs: nnx.Rngs):
+                 uniform_power: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
         v = variant(name, width, depth, heads)
         if frames % tubelet or size % patch:
             raise ValueError(f"clip {frames}x{size}x{size} is not divisible by tubelet {tubelet}x{patch}x{patch}")
         self.width, self.depth, self.heads = v
         self.grid = (frames // tubelet, size // patch, size // patch)
-        self.embed = nnx.Conv(channels, v.width, kernel_size=(tubelet, patch, patch),
-                              strides=(tubelet, patch, patch), padding="VALID", rngs=rngs)
-        self.blocks = nnx.List([Block(v.width, v.heads, mlp_ratio, rngs=rngs) for _ in range(v.depth)])
-        self.norm = nnx.LayerNorm(v.width, epsilon=LN_EPS, rngs=rngs)
+        self.uniform_power = uniform_power
+        self.embed = nnx.Conv(channels, v.width, kernel_size=(tubelet, patch, patch), strides=(tubelet, patch, patch),
+                              padding="VALID", kernel_init=weight_init, bias_init=nnx.initializers.zeros,
+                              dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+        self.blocks = nnx.List([Block(v.width, v.heads, mlp_ratio, rngs=rngs, dtype=dtype) for _ in range(v.depth)])
+        self.norm = _layer_norm(v.width, rngs)
 
     @property
     def num_tokens(self) -> int:
         return math.prod(self.grid)
 
-    def __call__(self, x_BxTxHxWxC: jax.Array, keep_BxK: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x_BxTxHxWxC: jax.Array, keep_BxK: jax.Array | None = None,
+                 keep_len_B: jax.Array | None = None) -> jax.Array:
         tok = self.embed(x_BxTxHxWxC)
         B = tok.shape[0]
-        # positions in the compute dtype: a float32 constant would promote a bf16 forward to float32
-        x_BxNxD = tok.reshape(B, -1, self.width) + sincos_3d(self.grid, self.width).astype(tok.dtype)
+        x_BxNxD = tok.reshape(B, -1, self.width) + sincos_3d(self.grid, self.width, self.uniform_power)
+        valid = None
         if keep_BxK is not None:
             x_BxNxD = gather_tokens(x_BxNxD, keep_BxK)
+            if keep_len_B is not None:
+                valid = prefix_mask(keep_len_B, keep_BxK.shape[1])
         for block in self.blocks:
-            x_BxNxD = block(x_BxNxD)
+            x_BxNxD = block(x_BxNxD, valid)
         return self.norm(x_BxNxD)
 
 

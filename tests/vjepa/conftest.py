@@ -18,24 +18,26 @@ SMALL = Config(
     steps=3, batch_size=4, warmup_steps=1,
     lr=1e-3, start_lr=1e-4, final_lr=1e-5,
     log_every=1, probe_steps=20, probe_batch=16,
+    compute_dtype="float32", mask_group=0,  # the whole batch is one mask group
     num_devices=1,  # the tests' 8 simulated devices: only the sharding tests use them all
 )
 
 
 class Built:
-    """A train.Setup with its jitted step (no donation) and a first batch."""
+    """A step.Setup with its jitted step (no donation) and a first batch."""
 
     def __init__(self, cfg):
         import jax
 
-        from dualjax.vjepa import data, train
+        from dualjax.vjepa import data
+        from dualjax.vjepa.step import build, device_batch
 
         self.cfg = cfg.validate()
-        self.setup = train.build(self.cfg)
+        self.setup = build(self.cfg)
         self.step = jax.jit(self.setup.train_step)
         src = data.make_source(self.cfg, "train")
         it = data.train_batches(src, self.setup.masks, self.cfg.batch_size, self.cfg.data_seed, self.cfg.steps)
-        self.batch = train.device_batch(next(it))
+        self.batch = device_batch(next(it))
 
 
 @pytest.fixture(scope="session")

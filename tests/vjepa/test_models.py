@@ -23,17 +23,33 @@ def test_variant_table():
         vit.variant("tiny", heads=5)
 
 
-def test_sincos_3d_matches_formula():
-    grid, dim = (2, 3, 4), 16
-    pe = vit.sincos_3d(grid, dim)
-    assert pe.shape == (24, 16)
-    # token (t, h, w) = (1, 2, 3) sits at raster index 1*12 + 2*4 + 3
-    row = pe[1 * 12 + 2 * 4 + 3]
+def _reference_positions(grid, dim, uniform_power):
+    """The reference's 3D sin-cos table (src/models/utils/pos_embs.py), written out per token:
+    [time | row | column] blocks of [sin(p ω_k) | cos(p ω_k)], ω_k = 10000^(−2k/d), cut to dim."""
+    if uniform_power:
+        sizes = (int(np.ceil(dim / 6) * 2),) * 3
+    else:
+        sizes = (dim // 2, dim // 4, dim // 4)
+
     def one(d, p):
         om = 1.0 / 10000 ** (np.arange(d // 2) / (d / 2))
         return np.concatenate([np.sin(p * om), np.cos(p * om)])
-    np.testing.assert_allclose(row, np.concatenate([one(8, 1), one(4, 2), one(4, 3)]), atol=1e-6)
+
+    rows = [np.concatenate([one(d, p) for d, p in zip(sizes, (t, h, w))])[:dim]
+            for t in range(grid[0]) for h in range(grid[1]) for w in range(grid[2])]
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("uniform_power", [True, False])
+@pytest.mark.parametrize("dim", [16, 32, 96])
+def test_sincos_3d_matches_the_reference_formula(uniform_power, dim):
+    grid = (2, 3, 4)
+    pe = vit.sincos_3d(grid, dim, uniform_power)
+    assert pe.shape == (24, dim)
+    np.testing.assert_allclose(pe, _reference_positions(grid, dim, uniform_power), atol=1e-6)
     assert len(np.unique(pe.round(5), axis=0)) == 24  # every token gets its own position
+    # the two settings differ: uniform_power gives time 2⌈D/6⌉ channels instead of D/2
+    assert not np.allclose(pe, vit.sincos_3d(grid, dim, not uniform_power))
 
 
 def test_vit_and_predictor_shapes():

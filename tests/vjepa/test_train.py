@@ -9,8 +9,9 @@ import optax
 import pytest
 
 from dualjax import rules
-from dualjax.vjepa import data, train
-from dualjax.vjepa.config import override
+from dualjax.configs import override
+from dualjax.vjepa import data, optim, rundir, train
+from dualjax.vjepa.step import device_batch
 
 
 def _close(a, b, rtol=2e-4, atol=1e-6):
@@ -60,8 +61,9 @@ def test_ema_teacher_is_closed_form_average(ema_built):
     for _ in range(k):
         state, _ = ema_built.step(state, batch)
         thetas.append(state.theta)
-    # ξ_k = Π_{j<k} α_j θ_0 + Σ_{t=1}^{k} (1 − α_{t−1}) Π_{j=t}^{k−1} α_j θ_t, α_j = 0.5 + 0.5 j / T
-    alpha = [cfg.momentum_start + (cfg.momentum_end - cfg.momentum_start) * j / cfg.steps for j in range(k)]
+    # ξ_k = Π_{j<k} α_j θ_0 + Σ_{t=1}^{k} (1 − α_{t−1}) Π_{j=t}^{k−1} α_j θ_t, α_j = ½ + ½ j/(1.25 T)
+    alpha = [cfg.momentum_start + (cfg.momentum_end - cfg.momentum_start) * j / (cfg.ipe_scale * cfg.steps)
+             for j in range(k)]
     w = [np.prod(alpha)] + [(1 - alpha[t - 1]) * np.prod(alpha[t:]) for t in range(1, k + 1)]
     assert abs(sum(w) - 1) < 1e-12
     expect = jax.tree.map(lambda *ps: sum(wi * np.asarray(p, np.float64) for wi, p in zip(w, ps)), *thetas)
@@ -71,17 +73,19 @@ def test_ema_teacher_is_closed_form_average(ema_built):
 
 
 def test_optimizer_schedules_and_decay_mask(small_cfg):
-    cfg = override(small_cfg, {"steps": 100, "warmup_steps": 10})
-    wd, lr = train.wd_schedule(cfg), train.lr_schedule(cfg)
-    np.testing.assert_allclose([wd(0), wd(50), wd(100)], [0.04, 0.22, 0.4], rtol=1e-5)
-    np.testing.assert_allclose([lr(0), lr(10), lr(100)], [cfg.start_lr, cfg.lr, cfg.final_lr], rtol=1e-4)
+    cfg = override(small_cfg, {"steps": 100, "warmup_steps": 10, "ipe_scale": 1.0})
+    wd, lr = optim.wd_schedule(cfg), optim.lr_schedule(cfg)
+    # update t uses the schedules after t + 1 steps (the reference steps them before each update)
+    np.testing.assert_allclose([wd(49), wd(99)], [0.22, 0.4], rtol=1e-5)
+    np.testing.assert_allclose([lr(0), lr(9), lr(99)], [cfg.start_lr + (cfg.lr - cfg.start_lr) / 10, cfg.lr,
+                                                         cfg.final_lr], rtol=1e-4)
     params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3), "tok": jnp.ones((2, 1, 1, 3))}
-    tx = train.make_optimizer(cfg)
+    tx = optim.make_optimizer(cfg)
     zero = jax.tree.map(jnp.zeros_like, params)
     upd, _ = tx.update(zero, tx.init(params), params)
     # zero gradient: Adam's part vanishes, only decoupled decay −lr·wd·p remains, and only on n-D params
-    np.testing.assert_allclose(upd["kernel"], -cfg.start_lr * 0.04, rtol=1e-4)
-    np.testing.assert_allclose(upd["tok"], -cfg.start_lr * 0.04, rtol=1e-4)
+    np.testing.assert_allclose(upd["kernel"], -float(lr(0)) * float(wd(0)), rtol=1e-4)
+    np.testing.assert_allclose(upd["tok"], -float(lr(0)) * float(wd(0)), rtol=1e-4)
     assert float(jnp.abs(upd["bias"]).max()) == 0 and float(jnp.abs(upd["scale"]).max()) == 0
 
 
@@ -103,14 +107,17 @@ _JIT = {}
 
 
 def _direct_loss(model, theta, psi, xi, batch):
-    """L1 between predictions and layer-normed teacher tokens, averaged per generator (numpy)."""
+    """L1 between predictions and layer-normed teacher tokens, averaged per generator (numpy), on the
+    index lists trimmed to their real entries (one mask group: the same count for every clip)."""
     if model not in _JIT:  # the model's own pure forward functions, jitted; the rest is numpy
         _JIT[model] = (jax.jit(model.encode), jax.jit(model.predict, static_argnums=4))
     encode, predict = _JIT[model]
     x = data.normalize(np.asarray(batch["clip"]))
     h = _ln(np.asarray(encode(xi, x)))
     terms = []
-    for i, (ctx, tgt) in enumerate(batch["masks"]):
+    for i, (ctx, tgt, n_ctx, n_tgt) in enumerate(batch["masks"]):
+        assert len(set(np.asarray(n_ctx))) == 1 and len(set(np.asarray(n_tgt))) == 1
+        ctx, tgt = ctx[:, :int(n_ctx[0])], tgt[:, :int(n_tgt[0])]
         u = np.asarray(predict(psi, encode(theta, x, ctx), ctx, tgt, i), np.float64)
         v = h[np.arange(len(tgt))[:, None], tgt]
         terms.append(np.abs(u - v).mean())
@@ -127,7 +134,7 @@ def test_logged_F_E_and_increments_match_direct_computation(ema_run):
     state = s.init()
     batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
     for rec in records:
-        batch = train.device_batch(next(batches))
+        batch = device_batch(next(batches))
         xi = s.rule.teacher(state.theta, state.teacher)
         np.testing.assert_allclose(rec["F"], _direct_loss(s.model, state.theta, state.psi, xi, batch), rtol=1e-4)
         np.testing.assert_allclose(rec["E"], _direct_loss(s.model, state.theta, state.psi, state.theta, batch),
@@ -138,7 +145,7 @@ def test_logged_F_E_and_increments_match_direct_computation(ema_run):
         np.testing.assert_allclose(rec["d_theta"], diff(new.theta, state.theta), rtol=1e-3)
         np.testing.assert_allclose(rec["d_psi"], diff(new.psi, state.psi), rtol=1e-3)
         np.testing.assert_allclose(rec["d_xi"], diff(new.teacher.xi, state.teacher.xi), rtol=1e-3)
-        np.testing.assert_allclose(rec["momentum"], 0.5 + 0.5 * rec["step"] / cfg.steps, rtol=1e-6)
+        np.testing.assert_allclose(rec["momentum"], 0.5 + 0.5 * rec["step"] / (cfg.ipe_scale * cfg.steps), rtol=1e-6)
         state = new
     # E uses the online encoder as target, F the EMA teacher: they must differ once ξ lags θ
     assert abs(records[-1]["F"] - records[-1]["E"]) > 1e-3 * abs(records[-1]["E"])
@@ -148,18 +155,18 @@ def test_logged_F_E_and_increments_match_direct_computation(ema_run):
 def test_checkpoint_round_trip_and_probe_cli(ema_run, capsys):
     built, out, _ = ema_run
     cfg, s = built.cfg, built.setup
-    ckpt = train.latest_checkpoint(out)
+    ckpt = rundir.latest_checkpoint(out)
     assert ckpt.name == str(cfg.steps)
-    state = train.restore_checkpoint(ckpt, s)
+    state = rundir.restore_checkpoint(ckpt, s)
     assert int(state.step) == cfg.steps and int(state.teacher.count) == cfg.steps
     # the restored state continues exactly like the one that was saved would: one more step is finite
     replay = s.init()
     batches = data.train_batches(data.make_source(cfg, "train"), s.masks, cfg.batch_size, cfg.data_seed, cfg.steps)
     for b in batches:
-        replay, _ = built.step(replay, train.device_batch(b))
-    _close(train.state_to_tree(state), train.state_to_tree(replay), rtol=1e-5, atol=1e-7)
-    tree = train.state_to_tree(s.init())
-    restored = train.state_to_tree(state)
+        replay, _ = built.step(replay, device_batch(b))
+    _close(rundir.state_to_tree(state), rundir.state_to_tree(replay), rtol=1e-5, atol=1e-7)
+    tree = rundir.state_to_tree(s.init())
+    restored = rundir.state_to_tree(state)
     assert jax.tree.structure(tree) == jax.tree.structure(restored)
 
     from dualjax.cli import main

@@ -1,7 +1,8 @@
 """The m = 1 synthetic Monte Carlo study (paper §4, "10,000 random trials"; MATH.md §7).
 
 One trial is a pure function of ``(key, index)``: sample ρ ~ U(0, 3], τ ~ U[−1, 1),
-λ ~ U[0.01, 0.1) and an initial point (a₀, B₀); run discrete SG or EMA until the increment is
+λ ~ U[0.01, 0.1) and an initial point (a₀, B₀); run a discrete rule (a
+:class:`~dualjax.rules.TeacherRule`: SG, EMA, plain, DirectPred, yours) until the increment is
 below tol, the budget runs out or the run diverges; classify the end with Prop 4.11 (``outer``
 sphere S₂, ``inner`` sphere S₁, ``origin``, ``not_converged``, ``diverged``) and record whether
 E rose (Prop 3.1). Millions of trials run in a pool of slots, on a mesh of devices or on the host
@@ -12,8 +13,8 @@ The modules, in the order the data flows:
 =============  ==================================================================================
 ``config``     :class:`Config`, :func:`check_config`, the paper's ranges, exact P(Δ ≥ 0)
 ``trials``     :class:`Trial`, :func:`sample_trial`: one trial's random data
-``engines``    :class:`Engine`: one step of SG / EMA (``rules`` autodiff, ``fast`` closed form)
-``slots``      :class:`Slot`: the per-trial loop, :func:`classify` (Prop 4.11), :func:`run_trial`
+``engines``    :class:`Engine`: one step of a rule (``rules`` autodiff, any rule; ``fast`` closed form)
+``slots``      :class:`Slot`: the driver's loop per trial, :func:`classify` (Prop 4.11), :func:`run_trial`
 ``pool``       :class:`PoolOps` and :func:`run_pool`: the pool of slots and its driver
 ``xlapool``    the pool on the devices (XLA, sharded over a mesh)
 ``kernel``     the fast engine's step as a compiled, lane-vectorized CPU loop (numba)
@@ -43,17 +44,17 @@ from dualjax.linear.montecarlo import kernel
 from dualjax.linear.montecarlo.config import (
     DEFAULT_RANGES,
     P_DELTA_NONNEG,
-    STUDY_RULES,
     Config,
     check_config,
-    check_rule,
 )
 from dualjax.linear.montecarlo.endpoints import OUTCOMES as GENERAL_OUTCOMES
 from dualjax.linear.montecarlo.endpoints import classify_endpoints
 from dualjax.linear.montecarlo.engines import (
     ENGINES,
+    ClosedForm,
     Engine,
     FastState,
+    closed_form,
     fast_engine,
     get_engine,
     resolve_engine,
@@ -96,9 +97,10 @@ from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_tr
 __all__ = [
     "CSV_COLUMNS", "CSV_COLUMNS_M", "GENERAL_OUTCOMES", "GeneralConfig", "GeneralStudy", "Instance", "SAMPLERS",
     "check_general_config", "classify_endpoints", "general_study", "general_summary", "resolve_rules",
-    "run_instances", "run_rule", "sample_instance", "sample_instances", "write_general_study", "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
-    "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "STUDY_RULES", "Config", "Engine", "FastState",
-    "PoolOps", "Slot", "Trial", "advance_slot", "check_config", "check_rule", "classify", "fast_engine",
+    "run_instances", "run_rule", "sample_instance", "sample_instances", "write_general_study",
+    "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
+    "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "ClosedForm", "Config", "Engine", "FastState",
+    "PoolOps", "Slot", "Trial", "advance_slot", "check_config", "classify", "closed_form", "fast_engine",
     "finish_slot", "get_engine", "init_slot", "kernel", "make_mesh", "resolve_engine", "rules_engine",
     "run_points", "run_pool", "run_to_end", "run_trial", "run_trials", "sample_trial", "slot_active", "study",
     "summarize", "summary", "trial_moments", "wilson", "write_study", "write_trials_csv",

@@ -79,7 +79,7 @@ def unflatten_state(template, z, zi):
 def _step_map(rule, cfg, inst):
     """z ↦ z⁺ of ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))`` on flattened states."""
     obj = model.objective(inst["lam"])
-    init, step = rules.make_step(obj.F, rule, optax.sgd(cfg.eta))
+    init, step = rules.make_step(obj.F, rule, optax.sgd(cfg.eta), features=obj.features)
     template = init(jnp.zeros((cfg.n, cfg.m)), jnp.zeros((cfg.n, cfg.n)))
     mom = model.Moments(inst["rho"], inst["tau"], inst["sigma"])
 
@@ -225,7 +225,8 @@ def component_classes(rule, cfg, enum, data: dict, instances) -> np.ndarray:
     A = np.concatenate([root, np.zeros((S.shape[0], cfg.n - cfg.m, cfg.m))], axis=1)
     M = S @ inst["rho"] + inst["lam"][:, None, None] * np.eye(cfg.m)
     B = A @ inst["tau"] @ np.linalg.solve(M, np.swapaxes(A, 1, 2))
-    init, _ = rules.make_step(model.objective(0.0).F, rule, optax.sgd(cfg.eta))
+    obj = model.objective(0.0)
+    init, _ = rules.make_step(obj.F, rule, optax.sgd(cfg.eta), features=obj.features)
     with jax.enable_x64(True):
         z, zi = jax.device_get(jax.vmap(lambda a, b: flatten_state(init(a, b)))(jnp.asarray(A), jnp.asarray(B)))
     drop = np.asarray([orbit_dimension(cfg.n, int(r)) for r in enum.rank[k][kk, ii]])

@@ -1,14 +1,15 @@
 """Figures of the m = 1 study (Prop 4.11, MATH.md §6–7), written as PNGs with ``savefig``.
 
-* :func:`plot_trajectories` — paths of a ∈ R² (n = 2) under SG and EMA with the circles S₁
+* :func:`plot_trajectories` — paths of a ∈ R² (n = 2) under each rule (SG and EMA by default) with the circles S₁
   (saddle, radius r₁) and S₂ (stable, radius r₂);
 * :func:`plot_basins` — which equilibrium each initial a₀ ends at (B₀ held fixed);
 * :func:`plot_fractions` — outcome fractions per rule with Wilson 95 % intervals;
-* :func:`plot_energy` — E(θ_t, ψ_t) (and F(θ_t, ψ_t, ξ_t) for EMA) along sample trajectories,
+* :func:`plot_energy` — E(θ_t, ψ_t) (and F(θ_t, ψ_t, ξ_t) for a rule with a copy) along sample trajectories,
   with the steps where they rise marked (Prop 3.1: SG / EMA do not minimize E).
 
 Every trajectory here is run with :func:`dualjax.rules.make_step` on the moment-form F of
-:func:`dualjax.linear.model.objective`, the same rules that drive the Monte Carlo study; the
+:func:`dualjax.linear.model.objective` by the driver :func:`dualjax.dynamics.trajectory`, the same
+rules that drive the Monte Carlo study; every function takes rule objects; the
 basin maps run their grid of starts through :func:`~dualjax.linear.montecarlo.run.run_points`.
 :func:`study_figures` draws all of them for a finished study.
 """
@@ -25,7 +26,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from dualjax import rules  # noqa: E402
+from dualjax import dynamics, rules  # noqa: E402
 from dualjax.linear import model, spheres  # noqa: E402
 from dualjax.linear.montecarlo.config import Config  # noqa: E402
 from dualjax.linear.montecarlo.slots import ORIGIN, OUTCOMES, OUTER  # noqa: E402
@@ -34,36 +35,43 @@ from dualjax.linear.montecarlo.trials import Trial, sample_trial  # noqa: E402
 
 COLORS = {"outer": "#1b9e77", "origin": "#d95f02", "inner": "#7570b3", "not_converged": "#999999",
           "diverged": "#e7298a"}
-RULE_LABEL = {"sg": "SG", "ema": "EMA"}
 
 # An instance with well separated circles: Δ = 0.16, r₁ = 0.2, r₂ = 1.0.
 EXAMPLE = {"rho": 0.5, "tau": 0.6, "lam": 0.1}
 
 
-def run_paths(rule: str, a0, B0, rho, tau, lam, *, eta=0.05, alpha=0.99, num_steps=4000, every=10):
-    """Batched (a_t, E_t, F_t) every ``every`` steps of discrete SG / EMA, plus t = 0.
+def default_rules() -> tuple[rules.TeacherRule, ...]:
+    """The paper's pair: SG and EMA with α = 0.99."""
+    return rules.sg(), rules.ema(0.99)
+
+
+def rule_label(rule: rules.TeacherRule) -> str:
+    """``SG``, ``EMA (α=0.99)``, ...: the name, and the constant α of a rule that carries a teacher."""
+    alpha = f" (α={rule.ema_alpha})" if rule.carries_teacher and rule.ema_alpha is not None else ""
+    return rule.name.upper() + alpha
+
+
+def run_paths(rule: rules.TeacherRule, a0, B0, rho, tau, lam, *, eta=0.05, num_steps=4000, every=10):
+    """Batched (a_t, E_t, F_t) every ``every`` steps of a discrete rule, plus t = 0, by the
+    driver's :func:`dualjax.dynamics.trajectory`.
 
     ``a0`` (P, n), ``B0`` (P, n, n), ``rho``/``tau``/``lam`` (P,): one path per row, vmapped in
-    one jit. F_t = F(θ_t, ψ_t, ξ_t) with the rule's teacher (= E_t for SG).
+    one jit. F_t = F(θ_t, ψ_t, ξ_t) with the rule's teacher (= E_t without a copy).
     Returns arrays of shapes (P, T, n), (P, T), (P, T) with T = num_steps // every + 1.
     """
-    rule_ = rules.get_rule(rule, alpha)
+    rules.check_rule(rule)
 
     def one(a, B, r, t, l):
         obj = model.objective(l)
-        mom = model.Moments(r.reshape(1, 1), t.reshape(1, 1), (t**2 / r).reshape(1, 1))
-        init, step = rules.make_step(obj.F, rule_, optax.sgd(eta))
+        mom = model.make_moments(r, t)
+        init, step = rules.make_step(obj.F, rule, optax.sgd(eta), features=obj.features)
         s0 = init(a[:, None], B)
-
-        def chunk(s, _):
-            s, _ = jax.lax.scan(lambda s2, _: step(s2, mom), s, None, length=every)
-            return s, (s.theta[:, 0], obj.E(s.theta, s.psi, mom),
-                       obj.F(s.theta, s.psi, rule_.teacher(s.theta, s.teacher), mom))
-
-        _, (a_t, E, F) = jax.lax.scan(chunk, s0, None, length=num_steps // every)
+        _, snaps = dynamics.trajectory(step, s0, mom, num_steps=num_steps, every=every, E=obj.E, F=obj.F,
+                                       rule=rule)
         E0 = obj.E(s0.theta, s0.psi, mom)
-        return (jnp.concatenate([a[None], a_t]), jnp.concatenate([E0[None], E]),
-                jnp.concatenate([E0[None], F]))
+        F0 = obj.F(s0.theta, s0.psi, rule.teacher(s0.theta, s0.teacher), mom)
+        return (jnp.concatenate([a[None], snaps["theta"][:, :, 0]]), jnp.concatenate([E0[None], snaps["E"]]),
+                jnp.concatenate([F0[None], snaps["F"]]))
 
     with jax.enable_x64(True):
         args = [jnp.asarray(np.asarray(x, np.float64)) for x in (a0, B0, rho, tau, lam)]
@@ -81,20 +89,21 @@ def _circles(ax, rho, tau, lam):
     return r1, r2
 
 
-def plot_trajectories(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
-                      alpha=0.99, num_starts=10, seed=0, num_steps=6000) -> str:
-    """Trajectories of a ∈ R² (n = 2) for SG and EMA from the same starts, with S₁ and S₂."""
+def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
+                      num_starts=10, seed=0, num_steps=6000) -> str:
+    """Trajectories of a ∈ R² (n = 2) for each rule (default SG and EMA) from the same starts,
+    with S₁ and S₂."""
+    rules_ = default_rules() if rules_ is None else rules_
     rng = np.random.default_rng(seed)
     angles = np.linspace(0, 2 * np.pi, num_starts, endpoint=False) + 0.3
     radii_ = np.geomspace(0.08, 1.6, num_starts)
     starts = np.stack([radii_ * np.cos(angles), radii_ * np.sin(angles)], 1)
     B0s = rng.uniform(-1, 1, (num_starts, 2, 2)) / np.sqrt(2) * 0.5
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
-    for ax, rule in zip(axes, ("sg", "ema")):
+    fig, axes = plt.subplots(1, len(rules_), figsize=(5.5 * len(rules_), 5.2), squeeze=False)
+    for ax, rule in zip(axes[0], rules_):
         r1, r2 = _circles(ax, rho, tau, lam)
         full = np.full(num_starts, 1.0)
-        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, alpha=alpha,
-                                num_steps=num_steps)
+        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps)
         for a in paths:
             end = np.linalg.norm(a[-1])
             c = COLORS["outer"] if abs(end - r2) < 1e-2 * (1 + r2) else (
@@ -104,7 +113,7 @@ def plot_trajectories(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMP
             ax.plot(a[-1, 0], a[-1, 1], "o", color=c, ms=6, mec="k")
         lim = 1.25 * max(r2, np.abs(starts).max())
         ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", xlabel="a₁", ylabel="a₂",
-               title=f"{RULE_LABEL[rule]}{'' if rule == 'sg' else f' (α={alpha})'}: ρ={rho}, τ={tau}, λ={lam}, η={eta}")
+               title=f"{rule_label(rule)}: ρ={rho}, τ={tau}, λ={lam}, η={eta}")
         ax.legend(loc="lower left", fontsize=8)
     fig.suptitle("Prop 4.11 (m = 1, n = 2): trajectories of a end on S₂ or at the origin, never on S₁")
     fig.tight_layout()
@@ -113,7 +122,7 @@ def plot_trajectories(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMP
     return str(path)
 
 
-def basin_map(rule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05, alpha=0.99,
+def basin_map(rule: rules.TeacherRule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
               grid=61, extent=1.5, seed=0, max_steps=40_000):
     """Outcome codes (:data:`~dualjax.linear.montecarlo.slots.OUTCOMES`) on a grid of a₀ ∈ [−extent, extent]²,
     with one fixed B₀ (PyTorch-style init, seed ``seed``)."""
@@ -124,32 +133,33 @@ def basin_map(rule, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"
     k = a0.shape[0]
     trials = Trial(np.arange(k, dtype=np.int32), np.full(k, rho), np.full(k, tau), np.full(k, lam), a0,
                       np.broadcast_to(B0, (k, 2, 2)).copy())
-    cfg = Config(n=2, eta=eta, alpha=alpha, max_steps=max_steps)
+    cfg = Config(n=2, eta=eta, max_steps=max_steps)
     res = run_points(trials, rule, cfg)
     return xs, res["outcome"].reshape(grid, grid), B0
 
 
-def plot_basins(path, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05, alpha=0.99,
+def plot_basins(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
                 grid=61, extent=1.5, max_steps=40_000) -> str:
-    """Basin-of-attraction maps over a₀ (B₀ fixed) for SG and EMA, with S₁ and S₂ drawn."""
+    """Basin-of-attraction maps over a₀ (B₀ fixed) for each rule (default SG and EMA), with S₁ and S₂."""
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch
 
+    rules_ = default_rules() if rules_ is None else rules_
     cmap = ListedColormap([COLORS[o] for o in OUTCOMES])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
-    for ax, rule in zip(axes, ("sg", "ema")):
-        xs, codes, B0 = basin_map(rule, rho=rho, tau=tau, lam=lam, eta=eta, alpha=alpha, grid=grid,
-                                  extent=extent, max_steps=max_steps)
+    fig, axes = plt.subplots(1, len(rules_), figsize=(5.5 * len(rules_), 5.2), squeeze=False)
+    for ax, rule in zip(axes[0], rules_):
+        xs, codes, B0 = basin_map(rule, rho=rho, tau=tau, lam=lam, eta=eta, grid=grid, extent=extent,
+                                  max_steps=max_steps)
         ax.imshow(codes, origin="lower", extent=(-extent, extent, -extent, extent), cmap=cmap, vmin=-0.5,
                   vmax=len(OUTCOMES) - 0.5, interpolation="nearest")
         _circles(ax, rho, tau, lam)
         shares = {o: float(np.mean(codes == i)) for i, o in enumerate(OUTCOMES)}
         ax.set(aspect="equal", xlabel="a₁(0)", ylabel="a₂(0)",
-               title=f"{RULE_LABEL[rule]}: outer {100 * shares['outer']:.0f}%, origin {100 * shares['origin']:.0f}%")
+               title=f"{rule_label(rule)}: outer {100 * shares['outer']:.0f}%, origin {100 * shares['origin']:.0f}%")
     handles = [Patch(color=COLORS[o], label=o) for o in OUTCOMES]
     fig.legend(handles=handles, loc="lower center", ncol=5, fontsize=9)
     fig.suptitle(f"Basins of attraction over a₀ (B₀ = {np.array2string(B0, precision=2)} fixed; "
-                 f"ρ={rho}, τ={tau}, λ={lam}, η={eta}, α={alpha})", fontsize=10)
+                 f"ρ={rho}, τ={tau}, λ={lam}, η={eta})", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -171,7 +181,7 @@ def plot_fractions(path, summ: dict) -> str:
             hi = np.array([fr[o]["ci95"][1] for o in OUTCOMES])
             xpos = x + (j - (len(rules_) - 1) / 2) * width
             ax.bar(xpos, 100 * p, width, yerr=100 * np.stack([p - lo, hi - p]), capsize=3,
-                   label=RULE_LABEL.get(rule, rule), color=["#4c72b0", "#dd8452"][j % 2])
+                   label=rule.upper(), color=["#4c72b0", "#dd8452"][j % 2])
             for xp, v in zip(xpos, p):
                 ax.text(xp, 100 * v + 1.5, f"{100 * v:.1f}", ha="center", fontsize=7)
             paper = summ.get("paper", {}).get(rule, {})
@@ -186,7 +196,9 @@ def plot_fractions(path, summ: dict) -> str:
     axes[0].set_ylabel("% of trials (95% Wilson interval)")
     axes[0].legend(title="black bar: paper", fontsize=8)
     cfg = summ.get("config", {})
-    fig.suptitle(f"m = 1 Monte Carlo: n={cfg.get('n')}, η={cfg.get('eta')}, α={cfg.get('alpha')}, "
+    alphas = ", ".join(f"{name} α={d['ema_alpha']}" for name, d in summ.get("rule_settings", {}).items()
+                       if d.get("carries_teacher") and d.get("ema_alpha") is not None)
+    fig.suptitle(f"m = 1 Monte Carlo: n={cfg.get('n')}, η={cfg.get('eta')}{', ' + alphas if alphas else ''}, "
                  f"init {cfg.get('init')}×{cfg.get('init_scale')}, budget {cfg.get('max_steps')} steps; "
                  f"P(Δ≥0) = {summ['rules'][rules_[0]]['delta_nonneg']['fraction']:.3f}", fontsize=10)
     fig.tight_layout()
@@ -195,24 +207,25 @@ def plot_fractions(path, summ: dict) -> str:
     return str(path)
 
 
-def plot_energy(path, cases: list[dict], *, eta=0.05, alpha=0.99, num_steps=20_000, every=20) -> str:
-    """E_t (solid) and F_t (dashed, EMA) along sample trajectories; dots mark sampled steps where E rose.
+def plot_energy(path, cases: list[dict], *, eta=0.05, num_steps=20_000, every=20) -> str:
+    """E_t (solid) and F_t (dashed, for a rule that carries a teacher) along sample trajectories;
+    dots mark sampled steps where E rose.
 
-    Each case is a dict with ``rule, rho, tau, lam, a0, B0`` and an optional ``label``.
+    Each case is a dict with ``rule`` (a TeacherRule), ``rho, tau, lam, a0, B0`` and an optional ``label``.
     """
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), squeeze=False)
     for ax, case in zip(axes[0], cases):
         a, E, F = (x[0] for x in run_paths(case["rule"], [case["a0"]], [case["B0"]], [case["rho"]], [case["tau"]],
-                                            [case["lam"]], eta=eta, alpha=alpha, num_steps=num_steps, every=every))
+                                            [case["lam"]], eta=eta, num_steps=num_steps, every=every))
         t = np.arange(E.size) * every
         ax.plot(t, E, color="#4c72b0", label="E(θ_t, ψ_t)")
-        if case["rule"] == "ema":
+        if case["rule"].carries_teacher:
             ax.plot(t, F, color="#dd8452", ls="--", label="F(θ_t, ψ_t, ξ_t)")
         up = np.flatnonzero(np.diff(E) > 1e-12 * np.abs(E[:-1]) + 1e-15) + 1
         ax.plot(t[up], E[up], ".", color="crimson", ms=3, label=f"E rose ({up.size} of {E.size - 1} samples)")
         ax.set_xscale("symlog", linthresh=every * 10)
         rise = float(np.max(np.diff(E), initial=0.0))
-        ax.set(xlabel="step t", title=(case.get("label") or RULE_LABEL[case["rule"]])
+        ax.set(xlabel="step t", title=(case.get("label") or rule_label(case["rule"]))
                + f"\nρ={case['rho']:.2f} τ={case['tau']:.2f} λ={case['lam']:.3f}, ‖a‖→{np.linalg.norm(a[-1]):.2f}"
                f"\nlargest rise of E between samples: {rise:.2g}")
         ax.title.set_fontsize(8)
@@ -225,34 +238,34 @@ def plot_energy(path, cases: list[dict], *, eta=0.05, alpha=0.99, num_steps=20_0
     return str(path)
 
 
-def energy_cases(results: dict, cfg, seed: int, max_cases: int = 3) -> list[dict]:
-    """Pick sample trials of a study for :func:`plot_energy`: an SG and an EMA trial that reached
-    S₂ with E increasing, and a collapsed one."""
+def energy_cases(results: dict, cfg, seed: int, rules_, max_cases: int = 3) -> list[dict]:
+    """Pick sample trials of a study for :func:`plot_energy`: for each rule a trial that reached
+    S₂ with E increasing, and a collapsed trial of the first rule."""
+    by_name = {rule.name: rule for rule in rules_}
+    wanted = [(name, OUTER, f"{name.upper()} → S₂") for name in results]
+    wanted += [(name, ORIGIN, f"{name.upper()} → origin") for name in list(results)[:1]]
     picks = []
-    for rule, want, label in (("sg", OUTER, "SG → S₂"), ("ema", OUTER, "EMA → S₂"),
-                              ("sg", ORIGIN, "SG → origin")):
-        cols = results.get(rule)
-        if cols is None:
-            continue
+    for name, want, label in wanted:
+        cols = results[name]
         sel = np.flatnonzero((cols["outcome"] == want) & (cols["e_increased"] if want == OUTER else True)
                              & (cols["steps"] < 20_000) & ~(cols["r2"] > 2.0))  # typical radii, readable axes
-        if sel.size == 0:
+        if sel.size == 0 or name not in by_name:
             continue
         best = sel[np.argmax(cols["max_E_rise"][sel])] if want == OUTER else sel[0]  # most visible rise
         idx = int(cols["index"][best])
         with jax.enable_x64(True):
             tr = sample_trial(jax.random.PRNGKey(seed), idx, cfg)
-        picks.append({"rule": rule, "rho": float(tr.rho), "tau": float(tr.tau), "lam": float(tr.lam),
+        picks.append({"rule": by_name[name], "rho": float(tr.rho), "tau": float(tr.tau), "lam": float(tr.lam),
                       "a0": np.asarray(tr.a0), "B0": np.asarray(tr.B0), "label": f"{label} (trial {idx})"})
     return picks[:max_cases]
 
 
-def study_figures(out_dir, results: dict, summ: dict, cfg) -> list[str]:
-    """All figures of a study into ``out_dir``; returns their paths."""
+def study_figures(out_dir, results: dict, summ: dict, cfg, rules_) -> list[str]:
+    """All figures of a study of the rule objects ``rules_`` into ``out_dir``; returns their paths."""
     paths = [plot_fractions(os.path.join(out_dir, "fractions.png"), summ)]
-    paths.append(plot_trajectories(os.path.join(out_dir, "trajectories.png"), eta=cfg.eta, alpha=cfg.alpha))
-    paths.append(plot_basins(os.path.join(out_dir, "basins.png"), eta=cfg.eta, alpha=cfg.alpha, grid=41))
-    cases = energy_cases(results, cfg, summ.get("seed", 0))
+    paths.append(plot_trajectories(os.path.join(out_dir, "trajectories.png"), rules_, eta=cfg.eta))
+    paths.append(plot_basins(os.path.join(out_dir, "basins.png"), rules_, eta=cfg.eta, grid=41))
+    cases = energy_cases(results, cfg, summ.get("seed", 0), rules_)
     if cases:
-        paths.append(plot_energy(os.path.join(out_dir, "energy.png"), cases, eta=cfg.eta, alpha=cfg.alpha))
+        paths.append(plot_energy(os.path.join(out_dir, "energy.png"), cases, eta=cfg.eta))
     return paths

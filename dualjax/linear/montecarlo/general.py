@@ -28,20 +28,18 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from dualjax import checks, rules
-from dualjax.linear import model
 from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch
-from dualjax.linear.montecarlo.config import DEFAULT_RANGES, check_config
+from dualjax.linear.montecarlo.config import Config, check_config
 from dualjax.linear.montecarlo.endpoints import classify_endpoints, component_classes, flatten_state
-from dualjax.linear.montecarlo.engines import Engine
+from dualjax.linear.montecarlo.engines import Engine, rules_engine
 from dualjax.linear.montecarlo.ensemble import (
     Instance,
     get_sampler,
@@ -53,39 +51,30 @@ from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, make_mesh, run_pool
 from dualjax.linear.montecarlo.slots import advance_slot, finish_slot, init_slot, slot_active
 from dualjax.linear.montecarlo.xlapool import make_pool_ops
 
-GENERAL_RULES = ("sg", "ema")
 _DATA = ("rho", "tau", "lam", "sigma")
 
 
 @dataclass(frozen=True)
-class GeneralConfig:
-    """Settings of a general-m study (validated by :func:`check_general_config`).
+class GeneralConfig(Config):
+    """Settings of a general-m study (validated by :func:`check_general_config`): the m = 1 study's
+    :class:`~dualjax.linear.montecarlo.config.Config` (η, the initial point, the stopping rule, the
+    ranges; the rules' own settings such as EMA's α are on the rule objects) and the fields below.
+    For m > 1: an end point is at an equilibrium S* if ‖√S − √S*‖ ≤ rtol (1 + ‖√S*‖) (at m = 1 the
+    m = 1 study's |‖a‖ − r| ≤ rtol (1 + r)); singular values of A below origin_tol count as
+    collapsed (the numerical rank); init / init_scale as in
+    :func:`~dualjax.linear.montecarlo.ensemble.init_point`.
 
-    m: input dimension (x, y ∈ ℝ^m); n > m: embedding width (A ∈ ℝ^{n×m}, B ∈ ℝ^{n×n}); eta: step η;
-    alpha: α of the rule ``ema`` when rules are given by name; init / init_scale: the initial point
-    (:func:`~dualjax.linear.montecarlo.ensemble.init_point`); max_steps, tol, max_norm: the stopping
-    rule; rtol: an end point is at an equilibrium S* if ‖√S − √S*‖ ≤ rtol (1 + ‖√S*‖) (at m = 1 the
-    m = 1 study's test |‖a‖ − r| ≤ rtol (1 + r)); origin_tol: singular values of A below it count as
-    collapsed (the numerical rank); ensemble: a sampler of :data:`~dualjax.linear.montecarlo.ensemble.SAMPLERS`;
-    aug_scale: s of the ``aug`` ensemble; the ranges: ρ's eigenvalues, τ's entries, λ.
+    Attributes:
+        n: embedding width n > m (A ∈ R^{n×m}, B ∈ R^{n×n})
+        m: input dimension m ≥ 1 (x, y ∈ R^m); 1 is the paper's study
+        ensemble: the instance law: paper (the paper's, made m-dimensional), wishart or aug
+        aug_scale: s of the aug ensemble, τ = (I + sG)ρ
     """
 
-    m: int = 2
     n: int = 4
-    eta: float = 0.05
-    alpha: float = 0.99
-    init: str = "torch"
-    init_scale: float = 1.0
-    max_steps: int = 60_000
-    tol: float = 1e-8
-    max_norm: float = 1e6
-    rtol: float = 1e-3
-    origin_tol: float = 1e-3
-    ensemble: str = "paper"
+    m: int = 2
+    ensemble: str = field(default="paper", metadata={"choices": ("paper", "wishart", "aug")})
     aug_scale: float = 0.3
-    rho_range: tuple[float, float] = DEFAULT_RANGES["rho_range"]
-    tau_range: tuple[float, float] = DEFAULT_RANGES["tau_range"]
-    lam_range: tuple[float, float] = DEFAULT_RANGES["lam_range"]
 
 
 def check_general_config(cfg: GeneralConfig) -> GeneralConfig:
@@ -101,17 +90,13 @@ def check_general_config(cfg: GeneralConfig) -> GeneralConfig:
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
-def _named_rule(name: str, alpha: float):
-    return rules.get_rule(name, alpha)
-
-
-def resolve_rules(rules_, alpha: float) -> list:
-    """Rules given by name (``rules.get_rule(name, alpha)``) or as rule objects, with distinct names
-    (the names label the results; rename a rule with ``rule._replace(name=...)``)."""
-    out = [_named_rule(r, float(alpha)) if isinstance(r, str) else r for r in rules_]
+def resolve_rules(rules_) -> list:
+    """The study's rule objects (default :func:`~dualjax.rules.sg` and :func:`~dualjax.rules.ema`,
+    α = 0.99), checked, with distinct names (the names label the results; rename a rule with
+    ``rule._replace(name=...)``)."""
+    out = [rules.sg(), rules.ema()] if rules_ is None else [rules.check_rule(r) for r in rules_]
     if not out:
-        raise ValueError("rules must name at least one rule")
+        raise ValueError("rules must hold at least one rule")
     names = [r.name for r in out]
     if len(set(names)) != len(names):
         raise ValueError(f"rule names must be distinct, got {names}")
@@ -119,30 +104,11 @@ def resolve_rules(rules_, alpha: float) -> list:
 
 
 def rule_engine(rule, cfg: GeneralConfig) -> Engine:
-    """One slot moved by ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``: the state is
-    the rule's ``StepState``; the increment ‖(Δθ, Δψ, Δξ)‖² comes from the step's metrics;
-    ``measure`` gives E(θ, ψ) and ‖(A, B)‖² (F is not tracked); ``final`` gives (A, B, C = ξ)."""
-    tx = optax.sgd(cfg.eta)
-
-    def parts(inst):
-        obj = model.objective(inst.lam)
-        return (obj,) + rules.make_step(obj.F, rule, tx)
-
-    def init(inst):
-        return parts(inst)[1](inst.A0, inst.B0)
-
-    def step(inst, s):
-        s2, met = parts(inst)[2](s, instance_moments(inst))
-        return s2, met["d_theta"] ** 2 + met["d_psi"] ** 2 + met["d_xi"] ** 2
-
-    def measure(inst, s):
-        E = parts(inst)[0].E(s.theta, s.psi, instance_moments(inst))
-        return E, None, jnp.sum(s.theta**2) + jnp.sum(s.psi**2)
-
-    def final(s):
-        return s.theta, s.psi, rule.teacher(s.theta, s.teacher)
-
-    return Engine(init, step, measure, final)
+    """The m = 1 study's autodiff engine (:func:`~dualjax.linear.montecarlo.engines.rules_engine`:
+    ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``) on an
+    :class:`~dualjax.linear.montecarlo.ensemble.Instance`; ``final`` gives (A, B, C = ξ)."""
+    eng = rules_engine(rule, cfg, start=lambda inst: (inst.A0, inst.B0), moments=instance_moments)
+    return eng._replace(final=lambda s: (s.theta, s.psi, rule.teacher(s.theta, s.teacher)))
 
 
 def _end_columns(eng: Engine, cfg: GeneralConfig, inst: Instance, slot) -> dict:
@@ -222,12 +188,12 @@ class GeneralStudy(NamedTuple):
         return asdict(self.cfg)
 
 
-def general_study(trials: int, rules_=GENERAL_RULES, cfg: GeneralConfig = GeneralConfig(), *, seed: int = 0,
+def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig(), *, seed: int = 0,
                   sampler: str | Callable | None = None, chunk: int = 2048, block: int | None = None,
                   devices: int | None = None, progress: bool = False, starts: int = 32,
                   components: int = 256) -> GeneralStudy:
     """``trials`` trials of every rule on the same instances (trial i = (seed, i)), classified against
-    every equilibrium of its instance, in float64. ``rules_``: names or rule objects; ``sampler``: a
+    every equilibrium of its instance, in float64. ``rules_``: rule objects (:func:`resolve_rules`); ``sampler``: a
     name or function (default ``cfg.ensemble``); ``starts``: LM starts per rank for the rank-deficient
     equilibria; ``components``: the components of the first this many instances also get the
     Jacobian check under every rule (which are stable, which are saddles). The pool and its
@@ -236,7 +202,7 @@ def general_study(trials: int, rules_=GENERAL_RULES, cfg: GeneralConfig = Genera
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     check_general_config(cfg)
-    rule_objs = resolve_rules(rules_, cfg.alpha)
+    rule_objs = resolve_rules(rules_)
     sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
     seconds: dict[str, Any] = {}
     bar = _progress_bar(trials * len(rule_objs)) if progress else None

@@ -4,8 +4,8 @@
 
 Matrices (ρ, τ, S = AᵀA of the end point) and the singular values of A are JSON lists; floats are
 written with ``repr`` (the shortest string that reads back to the same float64). Each file is
-written to a temporary name and renamed, so a reader never sees half a file; ``summary.json`` comes
-first and again once the figures exist.
+written atomically (:mod:`dualjax.outputs`), ``summary.json`` last: a folder without it is an
+interrupted study.
 """
 
 from __future__ import annotations
@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
+from pathlib import Path
 
 import numpy as np
 
+from dualjax import outputs
 from dualjax.linear.montecarlo.endpoints import JACOBIAN, OUTCOMES
 from dualjax.linear.montecarlo.general_stats import general_summary
+from dualjax.linear.montecarlo.writers import CSV, OWNED, SUMMARY, write_figures
 
 CSV_COLUMNS_M = ("rule", "trial", "m", "n", "lam", "rho", "tau", "outcome", "rank", "S", "loewner_max", "steps",
                  "final_residual", "component", "jacobian", "n_unstable", "singular_values", "has_full_rank",
@@ -47,37 +49,19 @@ def trials_csv(study) -> str:
     return buf.getvalue()
 
 
-def write_atomic(path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
-def _json(obj) -> str:
-    def default(x):
-        if isinstance(x, np.integer):
-            return int(x)
-        if isinstance(x, np.floating):
-            return float(x)
-        if isinstance(x, np.ndarray):
-            return x.tolist()
-        raise TypeError(f"not JSON serialisable: {type(x)}")
-
-    return json.dumps(obj, indent=2, default=default)
-
-
-def write_general_study(out_dir, study, *, figures: bool = True, **extra) -> dict:
-    """Write ``summary.json``, ``trials.csv`` and (optionally) the figures of a general-m study into
-    ``out_dir``; return the summary (``extra`` entries are added to it)."""
-    os.makedirs(out_dir, exist_ok=True)
+def write_general_study(out_dir, study, *, figures: bool = True, overwrite: bool = False, **extra) -> dict:
+    """Write ``trials.csv``, (optionally) the figures and, last, ``summary.json`` of a general-m study
+    into ``out_dir`` (empty, or ``overwrite``: :func:`dualjax.outputs.check`), each atomically, as
+    :func:`~dualjax.linear.montecarlo.writers.write_study` does; return the summary (``extra``
+    entries are added to it)."""
+    out = outputs.check(out_dir, overwrite=overwrite)
     summ = general_summary(study, **extra)
-    write_atomic(os.path.join(out_dir, "summary.json"), _json(summ))
-    write_atomic(os.path.join(out_dir, "trials.csv"), trials_csv(study))
+    outputs.prepare(out, OWNED, overwrite=overwrite)
+    outputs.write_text(out / CSV, trials_csv(study))
     if figures:
         from dualjax.linear.montecarlo.general_figures import general_figures
 
-        summ["figures"] = general_figures(out_dir, study, summ)
-        write_atomic(os.path.join(out_dir, "summary.json"), _json(summ))
+        paths = write_figures(out, lambda folder: general_figures(folder, study, summ).values())
+        summ["figures"] = {Path(p).stem: p for p in paths}
+    outputs.write_json(out / SUMMARY, summ)
     return summ

@@ -21,7 +21,7 @@ import numpy as np
 
 from dualjax.linear.montecarlo import kernel
 from dualjax.linear.montecarlo.config import Config
-from dualjax.linear.montecarlo.engines import fast_engine
+from dualjax.linear.montecarlo.engines import ClosedForm, fast_engine
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, classify_lanes, fill_lanes
 from dualjax.linear.montecarlo.slots import classify, init_slot
 from dualjax.linear.montecarlo.trials import Trial
@@ -100,9 +100,10 @@ class PackedOps(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
-def packed_functions(rule: str, cfg: Config) -> PackedOps:
-    """:class:`PackedOps` for ``rule``, jitted and cached (a repeated study does not compile again)."""
-    eng = fast_engine(rule, cfg)
+def packed_functions(form: ClosedForm, cfg: Config) -> PackedOps:
+    """:class:`PackedOps` for a rule's closed form, jitted and cached (a repeated study does not
+    compile again)."""
+    eng = fast_engine(form, cfg)
     fill = functools.partial(fill_lanes, eng, cfg)
     classify_ = functools.partial(classify_lanes, eng, cfg)
     example = (jax.random.PRNGKey(0), np.zeros(KERNEL_BATCH, np.int32), np.zeros(KERNEL_BATCH, bool))
@@ -129,11 +130,11 @@ def host_matrix(columns: np.ndarray) -> np.ndarray:
     return pool
 
 
-def kernel_row_index(spec: PackSpec, cfg: Config, rule: str) -> dict[str, int]:
+def kernel_row_index(spec: PackSpec, cfg: Config, form: ClosedForm) -> dict[str, int]:
     """Row of each of the kernel's arrays (:func:`dualjax.linear.montecarlo.kernel.argument_names`)
     in the host pool of layout ``spec``."""
     row = {c.name: c.lo for c in spec.columns if c.hi == c.lo + 1}  # the scalar leaves
-    return {name: row[name] for name in kernel.argument_names(cfg.n, rule == "ema")}
+    return {name: row[name] for name in kernel.argument_names(cfg.n, form.copy)}
 
 
 def _kernel_rows(pool: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarray]:
@@ -143,16 +144,16 @@ def _kernel_rows(pool: np.ndarray, index: dict[str, int]) -> dict[str, np.ndarra
 
 # --------------------------------------------------------------------------- the pool
 
-def kernel_pool(rule: str, cfg: Config, block: int, threads: int) -> PoolOps:
+def kernel_pool(form: ClosedForm, cfg: Config, block: int, threads: int) -> PoolOps:
     """The :class:`~dualjax.linear.montecarlo.pool.PoolOps` of the host pool: ``advance`` is
     ``block`` steps of the compiled kernel on ``threads`` threads; ``harvest`` classifies only
     the lanes that finished (:data:`KERNEL_BATCH` at a time); fresh trials are sampled ahead in
     batches of :data:`KERNEL_SAMPLE_BATCH`. Once no trial is queued, the pool shrinks to the
     live lanes (rounded up to the kernel's lane blocks) and is harvested after every ``advance``.
     """
-    kernel.compile_kernel(cfg.n, rule == "ema")
-    packed = packed_functions(rule, cfg)
-    index = kernel_row_index(packed.pool_spec, cfg, rule)
+    kernel.compile_kernel(cfg.n, form.copy)
+    packed = packed_functions(form, cfg)
+    index = kernel_row_index(packed.pool_spec, cfg, form)
     live_row = index["live"]
     ahead: dict[str, Any] = {"first": 0, "columns": np.zeros((packed.pool_spec.width, 0))}
 
@@ -181,7 +182,7 @@ def kernel_pool(rule: str, cfg: Config, block: int, threads: int) -> PoolOps:
         return with_live(sample(key, index), live)
 
     def advance(pool):
-        kernel.advance(rows(pool), block, cfg, rule, threads)
+        kernel.advance(rows(pool), block, cfg, form, threads)
         return pool
 
     def harvest(pool, occupied):
@@ -211,16 +212,16 @@ def kernel_pool(rule: str, cfg: Config, block: int, threads: int) -> PoolOps:
                    drain_blocks=1)
 
 
-def kernel_points(trials: Trial, rule: str, cfg: Config, threads: int) -> dict[str, np.ndarray]:
+def kernel_points(trials: Trial, form: ClosedForm, cfg: Config, threads: int) -> dict[str, np.ndarray]:
     """:func:`~dualjax.linear.montecarlo.run.run_points` with the compiled kernel: the given
     trials (float64, a leading batch axis) from their initial points to the end, then
     :func:`~dualjax.linear.montecarlo.slots.classify` (the fast engine's, in JAX)."""
-    eng = fast_engine(rule, cfg)
+    eng = fast_engine(form, cfg)
     start = jax.jit(jax.vmap(lambda t: (t, init_slot(eng, cfg, t))))(trials)
     spec = pack_spec(start)
     pool = host_matrix(pack(jax.device_get(start)).T)
-    rows = _kernel_rows(pool, kernel_row_index(spec, cfg, rule))
+    rows = _kernel_rows(pool, kernel_row_index(spec, cfg, form))
     while kernel.active(rows, cfg).any():
-        kernel.advance(rows, DEFAULT_BLOCK["kernel"], cfg, rule, threads)
+        kernel.advance(rows, DEFAULT_BLOCK["kernel"], cfg, form, threads)
     end = unpack(np.ascontiguousarray(pool.T), spec)
     return jax.device_get(jax.jit(jax.vmap(lambda t, s: classify(eng, cfg, t, s)))(*end))

@@ -204,18 +204,18 @@ def active(rows: dict[str, np.ndarray], cfg) -> np.ndarray:
             & (rows["bad"] == 0))
 
 
-def advance(rows: dict[str, np.ndarray], num_steps: int, cfg, rule: str, threads: int = 1) -> None:
+def advance(rows: dict[str, np.ndarray], num_steps: int, cfg, form, threads: int = 1) -> None:
     """``num_steps`` masked steps of every lane, in place. ``rows`` maps each of
     :func:`argument_names` to a contiguous float64 array over lanes (flags are 0.0 / 1.0 and the
-    step count t is a float: exact below 2**53).
+    step count t is a float: exact below 2**53). ``form`` is the rule's
+    :class:`~dualjax.linear.montecarlo.engines.ClosedForm` (its α and whether a copy is carried).
 
     ``threads`` > 1 splits the lanes into that many ranges of whole blocks, run at once by
     threads (the kernel releases the GIL). Lanes are independent, so the result is the same.
     """
-    ema = rule == "ema"
-    kernel = compile_kernel(cfg.n, ema)
-    args = [rows[name] for name in argument_names(cfg.n, ema)]
-    consts = (int(num_steps), float(cfg.eta), float(cfg.alpha), float(cfg.max_steps), float(cfg.tol) ** 2,
+    kernel = compile_kernel(cfg.n, form.copy)
+    args = [rows[name] for name in argument_names(cfg.n, form.copy)]
+    consts = (int(num_steps), float(cfg.eta), float(form.alpha), float(cfg.max_steps), float(cfg.tol) ** 2,
               float(cfg.max_norm) ** 2, dynamics.E_RTOL, dynamics.E_ATOL)
     blocks = -(-args[0].shape[0] // LANES)
     threads = min(int(threads), blocks)

@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks
+from dualjax import checks, rules
 from dualjax.linear.montecarlo import kernel
-from dualjax.linear.montecarlo.config import STUDY_RULES, Config, check_config, check_rule
-from dualjax.linear.montecarlo.engines import get_engine, resolve_engine
+from dualjax.linear.montecarlo.config import Config, check_config
+from dualjax.linear.montecarlo.engines import closed_form, get_engine, resolve_engine
 from dualjax.linear.montecarlo.hostpool import kernel_points, kernel_pool
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, make_mesh, run_pool
 from dualjax.linear.montecarlo.slots import run_to_end
@@ -34,7 +34,7 @@ def _threads(threads: int | None) -> int:
 def run_trials(
     key: jax.Array,
     trials: int,
-    rule: str,
+    rule: rules.TeacherRule,
     cfg: Config = Config(),
     *,
     engine: str = "auto",
@@ -53,8 +53,9 @@ def run_trials(
     XLA, to the live lanes for the kernel) so the last slow trials do not drag a full pool. The
     working memory is O(chunk · devices · n²), independent of ``trials``; only the returned
     columns (~100 bytes per trial) grow with it. ``progress(k)`` is called with the number of
-    trials just finished. ``engine``: see :mod:`~dualjax.linear.montecarlo.engines`; ``kernel``
-    on a GPU/TPU mesh is an error. ``threads``: CPU threads of the ``kernel`` engine (default:
+    trials just finished. ``rule``: any :class:`~dualjax.rules.TeacherRule`. ``engine``: see
+    :mod:`~dualjax.linear.montecarlo.engines` (``auto`` runs a rule without a closed form on
+    ``rules``); ``kernel`` on a GPU/TPU mesh is an error. ``threads``: CPU threads of the ``kernel`` engine (default:
     every core this process may use; the results do not depend on it); the XLA engines ignore it.
     """
     checks.check_positive_int(trials, "trials")
@@ -70,14 +71,14 @@ def run_trials(
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
         per_dev = max(8, -(-chunk // 8) * 8)  # a multiple of 8 lanes: the same code on every device
         per_dev = min(per_dev, max(8, -(-trials // (8 * d)) * 8))
-        engine = resolve_engine(engine, cfg.n, all_cpu(sharding))
+        engine = resolve_engine(engine, cfg.n, all_cpu(sharding), rule)
         block = block or DEFAULT_BLOCK[engine]
-        ops = (kernel_pool(rule, cfg, block, threads) if engine == "kernel"
-               else xla_pool(engine, rule, cfg, block, sharding))
+        ops = (kernel_pool(closed_form(rule), cfg, block, threads) if engine == "kernel"
+               else xla_pool(engine, rule if engine == "rules" else closed_form(rule), cfg, block, sharding))
         return run_pool(ops, key, trials=trials, start=start, size=per_dev * d, devices=d, progress=progress)
 
 
-def run_points(trials: Trial, rule: str, cfg: Config = Config(), engine: str = "auto",
+def run_points(trials: Trial, rule: rules.TeacherRule, cfg: Config = Config(), engine: str = "auto",
                threads: int | None = None) -> dict[str, np.ndarray]:
     """Run given trials (a :class:`~dualjax.linear.montecarlo.trials.Trial` with a leading batch
     axis, e.g. a grid of a₀ for a basin map) to the end and return
@@ -90,14 +91,14 @@ def run_points(trials: Trial, rule: str, cfg: Config = Config(), engine: str = "
     with jax.enable_x64(True):
         trials = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.int32 if np.asarray(x).dtype.kind == "i"
                                                               else jnp.float64), trials)
-        if resolve_engine(engine, cfg.n, on_cpu) == "kernel":
-            return kernel_points(trials, rule, cfg, threads)
+        if resolve_engine(engine, cfg.n, on_cpu, rule) == "kernel":
+            return kernel_points(trials, closed_form(rule), cfg, threads)
         return jax.device_get(jax.jit(jax.vmap(lambda t: run_to_end(eng, cfg, t)))(trials))
 
 
 def study(
     trials: int,
-    rules_: tuple[str, ...] | list[str] = STUDY_RULES,
+    rules_: tuple[rules.TeacherRule, ...] | list[rules.TeacherRule] | None = None,
     cfg: Config = Config(),
     *,
     seed: int = 0,
@@ -110,17 +111,20 @@ def study(
 ) -> dict[str, dict[str, np.ndarray]]:
     """The Monte Carlo study: ``trials`` trials per rule (the same trials for every rule), in float64.
 
-    Returns ``{rule: columns}``; see :func:`run_trials`. Trial i of seed s is the same on any
-    number of devices and with any ``chunk``/``block``/``threads``.
+    ``rules_``: rule objects (default: :func:`~dualjax.rules.sg` and :func:`~dualjax.rules.ema`
+    with α = 0.99, the paper's pair); their names must differ. Returns ``{rule.name: columns}``;
+    see :func:`run_trials`. Trial i of seed s is the same on any number of devices and with any
+    ``chunk``/``block``/``threads``.
     """
     checks.check_positive_int(trials, "trials")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    rules_ = list(rules_)
+    rules_ = [rules.sg(), rules.ema()] if rules_ is None else [rules.check_rule(r) for r in rules_]
     if not rules_:
-        raise ValueError("rules must name at least one of 'sg', 'ema'")
-    for rule in rules_:
-        check_rule(rule)
+        raise ValueError("rules must hold at least one rule")
+    names = [rule.name for rule in rules_]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the rules of a study need distinct names (the columns are keyed by name), got {names}")
     check_config(cfg)
     bar = None
     if progress:
@@ -133,8 +137,8 @@ def study(
             out = {}
             for rule in rules_:
                 if bar is not None:
-                    bar.set_postfix_str(rule)
-                out[rule] = run_trials(key, trials, rule, cfg, engine=engine, chunk=chunk, block=block,
+                    bar.set_postfix_str(rule.name)
+                out[rule.name] = run_trials(key, trials, rule, cfg, engine=engine, chunk=chunk, block=block,
                                        devices=devices, threads=threads, progress=bar.update if bar is not None else None)
     finally:
         if bar is not None:

@@ -1,6 +1,6 @@
-"""Writing a study to disk: ``trials.csv`` (one row per trial and rule), ``summary.json``
-(:func:`~dualjax.linear.montecarlo.stats.summary`) and the figures
-(:func:`~dualjax.linear.montecarlo.figures.study_figures`).
+"""Writing a study to disk: ``trials.csv`` (one row per trial and rule), the figures
+(:func:`~dualjax.linear.montecarlo.figures.study_figures`) and last ``summary.json``
+(:func:`~dualjax.linear.montecarlo.stats.summary`), each atomically (:mod:`dualjax.outputs`).
 
 Floats are written with ``repr`` (the shortest string that reads back to the same float64), so a
 fixed-seed study writes byte-identical files on any number of devices.
@@ -9,18 +9,24 @@ fixed-seed study writes byte-identical files on any number of devices.
 from __future__ import annotations
 
 import csv
-import json
 import os
+import shutil
+from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
+from dualjax import outputs
 from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.figures import study_figures
 from dualjax.linear.montecarlo.slots import OUTCOMES
 from dualjax.linear.montecarlo.stats import summary
+from dualjax.rules import describe
 
 CSV_COLUMNS = ("rule", "index", "rho", "tau", "lam", "delta", "r1", "r2", "outcome", "steps", "final_norm",
                "e_increased", "f_increased", "max_E_rise")
+SUMMARY, CSV = "summary.json", "trials.csv"
+OWNED = (SUMMARY, CSV, "*.png")  # what a study writes into its folder, the summary first
 
 
 def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.ndarray]]) -> None:
@@ -40,33 +46,43 @@ def write_trials_csv(path: str | os.PathLike, results: dict[str, dict[str, np.nd
                 ])
 
 
-def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, figures: bool = True,
-                **extra) -> dict:
-    """Write ``summary.json``, ``trials.csv`` and (optionally) the figures; return the summary.
+def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, rules_=None, figures: bool = True,
+                overwrite: bool = False, **extra) -> dict:
+    """Write ``trials.csv``, the figures and, last, ``summary.json``; return the summary.
 
-    ``summary.json`` is written first and again with the figures' paths once they exist, so an
-    interrupted figure step still leaves the numbers."""
-    os.makedirs(out_dir, exist_ok=True)
+    ``rules_``: the rule objects of the study (their settings go into the summary as
+    ``rule_settings``; the figures rerun them, so ``figures=True`` needs them).
+    ``out_dir`` must be empty or ``overwrite`` (:func:`dualjax.outputs.check`); the old
+    summary.json goes first, then the rest of what a study owns (:data:`OWNED`). Every file is
+    written under a temporary name and renamed into place, the figures from a temporary folder,
+    so at any moment (a SIGKILL included) a present ``summary.json`` describes the files beside
+    it, and a folder without one is an interrupted study. summary.json is strict JSON: a
+    non-finite number (e.g. a share of zero trials) is ``null``, listed under ``"non_finite"``.
+    """
+    if figures and rules_ is None:
+        raise ValueError("write_study(figures=True) needs the study's rule objects: pass rules_=")
+    if rules_ is not None:
+        extra = {"rule_settings": {rule.name: describe(rule) for rule in rules_}, **extra}
+    out = outputs.check(out_dir, overwrite=overwrite)
     summ = summary(results, cfg, seed, **extra)
-    _write_json(os.path.join(out_dir, "summary.json"), summ)
-    write_trials_csv(os.path.join(out_dir, "trials.csv"), results)
+    outputs.prepare(out, OWNED, overwrite=overwrite)
+    with outputs.atomic_path(out / CSV) as tmp:
+        write_trials_csv(tmp, results)
     if figures:
-        summ["figures"] = study_figures(out_dir, results, summ, cfg)
-        _write_json(os.path.join(out_dir, "summary.json"), summ)
+        summ["figures"] = write_figures(out, lambda folder: study_figures(folder, results, summ, cfg, rules_))
+    outputs.write_json(out / SUMMARY, summ)
     return summ
 
 
-def _write_json(path: str, obj: dict) -> None:
-    with open(path, "w") as fh:
-        json.dump(obj, fh, indent=2, default=_json_default)
-
-
-def _json_default(obj):
-    """NumPy scalars and arrays as JSON numbers and lists."""
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.floating,)):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj)}")
+def write_figures(out: Path, make: Callable[[str], Iterable[str]]) -> list[str]:
+    """``make(folder)`` writes figures into a temporary folder beside ``out`` and returns their
+    paths; each is then renamed into ``out``. Returns the final paths."""
+    staging = outputs.tmp_path(out / "figures")
+    staging.mkdir()
+    try:
+        names = [Path(p).name for p in make(str(staging))]
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [str(out / name) for name in names]

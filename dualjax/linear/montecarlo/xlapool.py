@@ -15,9 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dualjax.linear.montecarlo.config import Config
-from dualjax.linear.montecarlo.engines import get_engine
+from dualjax.linear.montecarlo.engines import ClosedForm, closed_form, fast_engine, rules_engine
 from dualjax.linear.montecarlo.pool import PoolOps, classify_lanes, fill_lanes
 from dualjax.linear.montecarlo.slots import advance_slot
+from dualjax.rules import TeacherRule
 
 # XLA:CPU options for the pool's step loop (DebugOptions; they change scheduling and codegen,
 # not the arithmetic, so the results are bitwise the same). Region-analysis copy insertion drops
@@ -27,8 +28,8 @@ CPU_ADVANCE_OPTIONS = {"xla_cpu_copy_insertion_use_region_analysis": True, "xla_
 
 
 # Steps per iteration of the fast engine's pool loop: two let XLA drop the carry copies of the SG
-# loop (~1.15x); for EMA (more state) it does not pay.
-ADVANCE_UNROLL = {"sg": 2, "ema": 1}
+# loop, no teacher copy (~1.15x); with a copy (EMA, more state) it does not pay.
+ADVANCE_UNROLL = {False: 2, True: 1}
 
 
 def all_cpu(sharding: jax.sharding.Sharding) -> bool:
@@ -50,19 +51,21 @@ def _drain(size: int, live: int, devices: int) -> int | None:
 
 
 @functools.lru_cache(maxsize=32)
-def xla_pool(engine: str, rule: str, cfg: Config, block: int, sharding: jax.sharding.NamedSharding) -> PoolOps:
+def xla_pool(engine: str, rule: TeacherRule | ClosedForm, cfg: Config, block: int,
+             sharding: jax.sharding.NamedSharding) -> PoolOps:
     """The :class:`~dualjax.linear.montecarlo.pool.PoolOps` of the XLA pool for ``engine``
-    (``fast`` or ``rules``), jitted and cached (a repeated study does not compile again).
+    (``fast`` with the rule's :class:`~dualjax.linear.montecarlo.engines.ClosedForm`, or ``rules``
+    with the rule), jitted and cached (a repeated study does not compile again).
 
     The pool is ``(Trial, Slot)`` on the mesh; ``advance`` (donating the pool) takes ``block``
     steps per call, ``harvest`` classifies every lane in one call. Once no trial is queued, the
     pool shrinks 8x at a time and is harvested every 8 ``advance`` calls.
     """
-    eng = get_engine(engine, rule, cfg)
+    eng = rules_engine(rule, cfg) if engine == "rules" else fast_engine(rule, cfg)
     return make_pool_ops(eng, cfg, block, sharding,
                          fill=lambda key, index, live: fill_lanes(eng, cfg, key, index, live),
                          columns=lambda pool: classify_lanes(eng, cfg, pool),
-                         unroll=ADVANCE_UNROLL[rule] if engine == "fast" else 1)
+                         unroll=ADVANCE_UNROLL[closed_form(rule).copy] if engine == "fast" else 1)
 
 
 def make_pool_ops(eng, cfg, block: int, sharding: jax.sharding.NamedSharding, *, fill, columns,
