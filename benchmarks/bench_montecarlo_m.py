@@ -29,7 +29,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--warm", action="store_true", help="compile with a 64-trial study of each size first")
     p.add_argument("--sizes", default="", help="e.g. 2:4:10000,3:5:2000 (m:n:trials)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="write the timings as JSON here")
+    p.add_argument("--write", default=None,
+                   help="also write each study (summary.json, trials.csv) under WRITE/m{m} (--overwrite semantics)")
     args = p.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split(":")) for s in args.sizes.split(",")] if args.sizes else SIZES
     print(f"devices: {jax.device_count()} x {jax.devices()[0].platform}; cores: {os.cpu_count()}; "
@@ -52,6 +54,8 @@ def main(argv=None) -> int:
             steps = int(study.columns[rule]["steps"].sum())
             row[rule] = {"run_s": round(sec[f"run_{rule}"], 1), "trials_per_s": round(trials / sec[f"run_{rule}"], 1),
                          "trial_steps_per_s": round(steps / sec[f"run_{rule}"]), "classify_s": round(sec[f"classify_{rule}"], 1)}
+        if args.write:
+            mc.write_general_study(os.path.join(args.write, f"m{m}"), study, figures=False, overwrite=True)
         e = study.enumeration
         row["complete"] = float(e.complete.mean())
         rows.append(row)

@@ -30,7 +30,8 @@ from dualjax.linear import montecarlo as mc
 from dualjax.linear.montecarlo import general_figures
 
 PAIR = [rules.sg(), rules.ema()]
-COLUMNS = ("full_rank_loewner_max", "full_rank_other", "partial", "origin", "not_converged", "diverged")
+COLUMNS = ("full_rank_loewner_max", "full_rank_other", "full_rank_unmatched", "partial", "origin", "not_converged",
+           "diverged")
 
 
 def settings(trials: int, m_trials: dict) -> list[tuple[str, mc.GeneralConfig, list, int]]:
@@ -98,7 +99,7 @@ def _line(r: dict) -> str:
 def table(rows: list[dict]) -> str:
     """The sweep as a markdown table (percent of trials)."""
     head = ("| setting | m | n | rule | trials | instances with a PD equilibrium | full rank, Loewner max | "
-            "full rank, other | partial | origin | not conv. | diverged | Loewner max given PD exists | "
+            "full rank, other | full rank, not enumerated | partial | origin | not conv. | diverged | Loewner max given PD exists | "
             "ends at a saddle | saddle components (first 256 instances) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:

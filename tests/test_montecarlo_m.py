@@ -57,9 +57,9 @@ def test_m1_is_the_paper_study_trial_by_trial():
 def test_batched_enumeration_matches_the_single_instance_solvers():
     """Every PD solution of Prop 4.5 found by the exact (Gröbner) solver, instance by instance, and the
     Loewner maximum is one: S_max − S ⪰ 0 for every other full-rank S; m = 1 is Prop 4.11."""
-    moms = [model.random_moments(jax.random.PRNGKey(s), 2, kind="gauss") for s in (0, 2, 5)]
+    moms = [model.random_moments(jax.random.PRNGKey(s), 2, kind="gauss") for s in (0, 5)]  # 0 and 4 PD solutions
     rho, tau = np.stack([np.asarray(x.rho) for x in moms]), np.stack([np.asarray(x.tau) for x in moms])
-    lam = np.full(3, 0.05)
+    lam = np.full(2, 0.05)
     enum = batched.enumerate_batch(rho, tau, lam)
     assert enum.complete.all() and np.all(enum.complex_found == 6)
     with_max = 0
@@ -205,7 +205,7 @@ def test_summary_csv_and_figures(study_m2, tmp_path):
         fr = s["fractions"]
         assert abs(sum(fr[k]["fraction"] for k in mc.GENERAL_OUTCOMES) - 1) < 1e-12
         assert abs(fr["full_rank_loewner_max"]["fraction"] + fr["full_rank_other"]["fraction"]
-                   - fr["full_rank"]["fraction"]) < 1e-12
+                   + fr["full_rank_unmatched"]["fraction"] - fr["full_rank"]["fraction"]) < 1e-12
         for v in list(fr.values()) + list(s["by_rank"].values()):
             assert v["ci95"][0] <= v["fraction"] <= v["ci95"][1]
     with open(tmp_path / "trials.csv") as fh:
@@ -236,10 +236,12 @@ def test_cli_general_study_and_bad_input(tmp_path, capsys):
 
 
 def test_samplers_and_rules_as_objects():
-    """Every ensemble gives ρ ≻ 0 and square τ, a user sampler is called with the trial's keys; rule
-    names must be distinct (a renamed rule object is fine)."""
+    """Every ensemble gives ρ ≻ 0 and square τ (``paper`` is checked by every study: enumerate_batch
+    refuses ρ not positive definite), a user sampler is called with the trial's keys; rule names must
+    be distinct (a renamed rule object is fine)."""
     key = jax.random.PRNGKey(0)
-    for name, sampler in mc.SAMPLERS.items():
+    for name in ("wishart", "aug"):
+        sampler = mc.SAMPLERS[name]
         inst = mc.sample_instances(key, np.arange(20), CFG2, sampler)
         assert np.linalg.eigvalsh(np.asarray(inst.rho)).min() > 0 and inst.tau.shape == (20, 2, 2)
 

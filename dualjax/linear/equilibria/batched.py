@@ -5,7 +5,7 @@ own instance, so it needs the equilibria of 10⁴ instances, not of one. Everyth
 over instances (and over paths or starts within an instance) and runs as a few XLA calls:
 
 * **full rank, m = 1**: Prop 4.11 in closed form, S = r₂², r₁² (exact);
-* **full rank, 2 ≤ m ≤ 4**: a *parameter homotopy* (coefficient-parameter continuation). The finite
+* **full rank, 2 ≤ m ≤ 3** (:data:`HOMOTOPY_MAX_M`): a *parameter homotopy* (coefficient-parameter continuation). The finite
   complex solutions of Prop 4.5's system (ρS + λI)(Sρ + λI) = τᵀSτ for one generic complex
   instance p₀ = (ρ₀, τ₀, λ₀) are found once per m by total-degree homotopy
   (:func:`start_system`, 6 / 24 / 124 roots for m = 2 / 3 / 4); each is then tracked along
@@ -16,7 +16,9 @@ over instances (and over paths or starts within an instance) and runs as a few X
   instead of 2^{m(m+1)/2}. An instance whose D ends are D distinct finite roots is ``complete``
   (every real solution is then found); the others are tracked again along a bent path through a
   random complex p_mid, and the roots merged;
-* **full rank, m ≥ 5**: many-start Levenberg–Marquardt as for rank r < m (real roots only);
+* **full rank, m ≥ 4**: many-start Levenberg–Marquardt as for rank r < m (real roots only; at m = 4
+  the total-degree homotopy of the start system took minutes and found 123 of the 124 roots, so
+  the parameter homotopy is not used there);
 * **rank r < m**: equation (ii) M S M = S τᵀ S τ in the factor W ∈ ℝ^{r×m}, S = WᵀW, by many-start
   Levenberg–Marquardt (:func:`~dualjax.linear.equilibria.newton.levenberg_marquardt`), vmapped
   over instances and starts: *indicative*, it can miss solutions;
@@ -56,6 +58,8 @@ from dualjax.linear.spheres import discriminant, radii
 # Tolerances: a root is real if |Im x| < REAL_TOL (1 + |x|); two solutions are one if
 # ‖S − T‖ ≤ SAME_TOL (1 + ‖T‖); a solution is accepted if equation (ii) holds to RESIDUAL_TOL.
 REAL_TOL, SAME_TOL, RESIDUAL_TOL = 1e-8, 1e-7, 1e-10
+# The largest m whose full-rank solutions come from the parameter homotopy (module doc).
+HOMOTOPY_MAX_M = 3
 # The parameter homotopy's first step in t, and its corrector tolerance along the path (looser than
 # the total-degree tracker's 1e-9: 30 % fewer steps and fewer failed paths at m = 3; every end is
 # polished by Newton to 1e-8 or dropped).
@@ -306,7 +310,7 @@ def enumerate_batch(rho, tau, lam, *, rank_deficient: bool = True, starts: int =
     K, m = rho.shape[0], rho.shape[-1]
     seconds = {}
     t0 = time.perf_counter()
-    if m <= 4:
+    if m <= HOMOTOPY_MAX_M:
         full, found, complete = full_rank_batch(rho, tau, lam, seed=start)
     else:  # no generic root count known: real roots only, many-start
         full = rank_deficient_batch(rho, tau, lam, m, starts=starts, seed=seed)

@@ -66,7 +66,6 @@ from dualjax.linear.montecarlo.general import (
     GeneralStudy,
     check_general_config,
     general_study,
-    resolve_rules,
     run_instances,
     run_rule,
 )
@@ -89,7 +88,7 @@ from dualjax.linear.montecarlo.slots import (
     run_trial,
     slot_active,
 )
-from dualjax.linear.montecarlo.run import run_points, run_trials, study
+from dualjax.linear.montecarlo.run import resolve_rules, run_points, run_trials, study
 from dualjax.linear.montecarlo.stats import PAPER, summarize, summary, wilson
 from dualjax.linear.montecarlo.trials import Trial, sample_trial, trial_moments
 from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_trials_csv

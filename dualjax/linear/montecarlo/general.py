@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks, rules
+from dualjax import checks
 from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch
 from dualjax.linear.montecarlo.config import Config, check_config
 from dualjax.linear.montecarlo.endpoints import classify_endpoints, component_classes, flatten_state
@@ -48,6 +48,7 @@ from dualjax.linear.montecarlo.ensemble import (
     sample_instances,
 )
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, make_mesh, run_pool
+from dualjax.linear.montecarlo.run import resolve_rules
 from dualjax.linear.montecarlo.slots import advance_slot, finish_slot, init_slot, slot_active
 from dualjax.linear.montecarlo.xlapool import make_pool_ops
 
@@ -88,19 +89,6 @@ def check_general_config(cfg: GeneralConfig) -> GeneralConfig:
     get_sampler(cfg.ensemble)
     checks.check_positive(cfg.aug_scale, "aug_scale")
     return cfg
-
-
-def resolve_rules(rules_) -> list:
-    """The study's rule objects (default :func:`~dualjax.rules.sg` and :func:`~dualjax.rules.ema`,
-    α = 0.99), checked, with distinct names (the names label the results; rename a rule with
-    ``rule._replace(name=...)``)."""
-    out = [rules.sg(), rules.ema()] if rules_ is None else [rules.check_rule(r) for r in rules_]
-    if not out:
-        raise ValueError("rules must hold at least one rule")
-    names = [r.name for r in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"rule names must be distinct, got {names}")
-    return out
 
 
 def rule_engine(rule, cfg: GeneralConfig) -> Engine:

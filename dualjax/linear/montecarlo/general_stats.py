@@ -15,26 +15,30 @@ from dualjax.linear.montecarlo.endpoints import FULL_RANK, JACOBIAN, OUTCOMES, P
 from dualjax.linear.montecarlo.stats import share
 
 
-def _fractions(outcome: np.ndarray, loewner: np.ndarray) -> dict:
+def _fractions(outcome: np.ndarray, loewner: np.ndarray, component: np.ndarray) -> dict:
+    """The outcome shares; full rank split into on the Loewner-maximal component, on another
+    enumerated one, and on none the enumeration found (possible where it is indicative, m ≥ 4)."""
     out = {name: share(outcome == code) for code, name in enumerate(OUTCOMES)}
-    out["full_rank_loewner_max"] = share((outcome == FULL_RANK) & loewner)
-    out["full_rank_other"] = share((outcome == FULL_RANK) & ~loewner)
+    full = outcome == FULL_RANK
+    out["full_rank_loewner_max"] = share(full & loewner)
+    out["full_rank_other"] = share(full & ~loewner & (component >= 0))
+    out["full_rank_unmatched"] = share(full & (component < 0))
     return out
 
 
 def summarize_rule(c: dict, m: int) -> dict:
     """One rule's summary from its classified columns
     (:func:`~dualjax.linear.montecarlo.endpoints.classify_endpoints`)."""
-    outcome, loewner, rank = c["outcome"], c["loewner_max"], c["rank"]
+    outcome, loewner, rank, comp = c["outcome"], c["loewner_max"], c["rank"], c["component"]
     exists = c["has_full_rank"]
     at_eq = outcome <= 2  # full_rank, partial, origin: converged at an equilibrium
     steps = c["steps"]
     landed = (outcome == FULL_RANK) | (outcome == PARTIAL)
     return {
         "trials": int(outcome.size),
-        "fractions": _fractions(outcome, loewner),
-        "fractions_given_full_rank_exists": _fractions(outcome[exists], loewner[exists]),
-        "fractions_given_no_full_rank": _fractions(outcome[~exists], loewner[~exists]),
+        "fractions": _fractions(outcome, loewner, comp),
+        "fractions_given_full_rank_exists": _fractions(outcome[exists], loewner[exists], comp[exists]),
+        "fractions_given_no_full_rank": _fractions(outcome[~exists], loewner[~exists], comp[~exists]),
         "by_rank": {str(r): share(at_eq & (rank == r)) for r in range(m + 1)},
         "by_rank_given_full_rank_exists": {str(r): share((at_eq & (rank == r))[exists]) for r in range(m + 1)},
         "jacobian": {name: int(np.sum(at_eq & (c["jacobian"] == code))) for code, name in enumerate(JACOBIAN[:3])},
