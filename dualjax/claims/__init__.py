@@ -6,8 +6,9 @@ Each claim module (``prop3_1`` … ``fig2``) holds, for one statement of the pap
 * ``measure(out_dir, full) -> dict``: the study, at a quick size (``full=False``, the whole
   report takes minutes on a laptop CPU) or at the paper's size (``full=True``), written with the
   public library API only; its figures go under ``out_dir``;
-* ``row(measured) -> ClaimResult``: the report row — what we measured, and a verdict computed
-  from the measurement (never written in advance), with the reason.
+* ``row(measured) -> Finding``: what we measured, and a verdict computed from the measurement
+  (never written in advance), with the reason; the runner adds KEY, TITLE and PAPER
+  (:func:`~dualjax.claims.report.claim_result`).
 
 :data:`CLAIMS` maps each key to its module, in the order of the report. **Adding a claim** is
 adding one module with those four names and one line to :data:`CLAIMS` (and, if it writes a
@@ -28,7 +29,7 @@ from types import ModuleType
 from typing import Callable
 
 from dualjax import outputs
-from dualjax.claims.report import REPORT_FILES, ClaimResult
+from dualjax.claims.report import REPORT_FILES, ClaimResult, claim_result
 
 # key -> module under dualjax.claims, in the order of the report
 CLAIMS: dict[str, str] = {
@@ -59,7 +60,8 @@ def claim_module(key: str) -> ModuleType:
 def run_claim(key: str, out_dir: str | Path, full: bool = False) -> ClaimResult:
     """Measure claim ``key`` into ``out_dir`` and return its report row."""
     module = claim_module(key)
-    return module.row(module.measure(Path(out_dir), full))
+    measured = module.measure(Path(out_dir), full)
+    return claim_result(module, module.row(measured), measured)
 
 
 def parse_only(text: str | None) -> list[str] | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dualjax import configs
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import plots as vplots
 from dualjax.vjepa import train as vtrain
@@ -81,7 +81,7 @@ def facts(run: dict) -> dict:
     }
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     config, steps = r["config"], r["steps"]
     f = {teacher: facts(run) for teacher, run in r["runs"].items()}
     sg, ema = f["sg"], f["ema"]
@@ -97,9 +97,9 @@ def row(r: dict) -> ClaimResult:
         f"{100 * (sg['probe_last'] or 0):.1f} % (SG), {100 * (ema['probe_first'] or 0):.1f}→"
         f"{100 * (ema['probe_last'] or 0):.1f} % (EMA); chance 6.25 %."
     )
-    verdict = "reproduced" if all(checks) else ("partly" if any(checks) else "not reproduced")
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, verdict,
+    verdict = graded(all(checks), any(checks))
+    return Finding(
+        measured, verdict,
         "CPU scale only (a 4-block ViT on synthetic videos for minutes, not ViT-B for 300k steps on Kinetics/SSv2, "
         "which cannot be downloaded here). E is computed by its own forward pass with the online encoder as target. "
         "Increments are compared relative to the decaying learning rate. A random encoder already gives a strong "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.linear.example import default_rules, run_example
 
 KEY = "prop3.1"
@@ -29,7 +29,7 @@ def measure(out_dir: Path, full: bool = False) -> dict:
                        init_scale=0.15, steps=20_000, seed=0, out=str(out_dir / "linear"))
 
 
-def row(s: dict) -> ClaimResult:
+def row(s: dict) -> Finding:
     sg, ema = s["rules"]["sg"], s["rules"]["ema"]
     nontrivial = all(r["status"] == "converged" and abs(r["final_norm_A"] - s["r2"]) < 1e-6 for r in (sg, ema))
     increased = sg["E_increased"] and ema["E_increased"]
@@ -40,9 +40,9 @@ def row(s: dict) -> ClaimResult:
         f"‖A‖={sg['final_norm_A']:.4f} (r₂={s['r2']:.4f}); E rose along both runs ({increased}); "
         f"final E={sg['E_final']:.4f} > E(θ₀)={s['E0']:.4f} > min E = 0 (the origin)."
     )
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, "reproduced" if ok else "not reproduced",
+    return Finding(
+        measured, graded(ok),
         "E's unique minimum is the origin (Lemma 4.3); SG/EMA end on S₂ with E above its starting value."
         if ok else "the example did not show the expected behaviour; see report.json",
-        figures=[s["figure"]], data=s,
+        figures=[s["figure"]],
     )

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 
 from dualjax import integrability, rules
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 
 KEY = "prop3.2"
 TITLE = "Prop 3.2 — the SG field is not a gradient field"
@@ -50,7 +50,7 @@ def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:
     return out
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     lin, mlp = r["linear_n6_m4"], r["tanh_mlp_6_16_4"]
     sg_asym = min(lin["sg_exact"], mlp["sg_exact"])
     plain = max(lin["plain_exact"], mlp["plain_exact"])
@@ -60,7 +60,7 @@ def row(r: dict) -> ClaimResult:
                 f"{mlp['sg_exact']:.3f} (tanh-MLP, {mlp['params']} params); matrix-free jvp/vjp probe "
                 f"{lin['sg_probe']:.3f} ± {lin['sg_probe_se']:.3f} and {mlp['sg_probe']:.3f} ± {mlp['sg_probe_se']:.3f}; "
                 f"control (plain rule = ∇E): {plain:.1e}.")
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, "reproduced" if ok else "not reproduced",
+    return Finding(
+        measured, graded(ok),
         "A gradient field has a symmetric Jacobian; SG's is far from symmetric while ∇E's is symmetric to rounding. "
-        "Sympy's mixed partials confirm it symbolically (tests/test_symbolic.py).", data=r)
+        "Sympy's mixed partials confirm it symbolically (tests/test_symbolic.py).")

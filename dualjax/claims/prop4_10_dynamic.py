@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from dualjax import rules
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.linear import montecarlo as mc
 
 KEY = "prop4.10-dynamic"
@@ -58,7 +58,7 @@ def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:
     return {"results": results, "seconds": time.perf_counter() - t0, "figures": figures}
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     parts = []
     for x in r["results"]:
         parts.append(
@@ -70,7 +70,7 @@ def row(r: dict) -> ClaimResult:
     at_saddle = sum(x["ended_at_saddle"] for x in r["results"])
     other = max(x["full_rank_other"] for x in r["results"])
     reached_saddle = at_saddle > 0 or other > 0
-    verdict = "not reproduced" if reached_saddle else ("partly" if saddles_exist else "reproduced")
+    verdict = graded(not reached_saddle and not saddles_exist, partial=not reached_saddle)
     static = ("Statically the summary's 'never when m > 1' is false: the non-maximal full-rank components (and some "
               "rank-deficient ones) are saddles. " if saddles_exist else
               "No saddle component was found among the checked instances. ")
@@ -79,6 +79,4 @@ def row(r: dict) -> ClaimResult:
                "Dynamically no trial ends at a saddle and every full-rank end is on the Loewner-maximal component; "
                "the other trials collapse, often only partially (a stable rank-deficient equilibrium), which the "
                "paper does not mention for m > 1.")
-    return ClaimResult(
-        KEY, TITLE, PAPER, "; ".join(parts) + ".", verdict, static + dynamic,
-        figures=[str(f) for f in r.get("figures", [])], data=r)
+    return Finding("; ".join(parts) + ".", verdict, static + dynamic, figures=[str(f) for f in r.get("figures", [])])

@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from dualjax import rules
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.linear import model, spheres, stability
 
 KEY = "prop4.11"
@@ -46,7 +46,7 @@ def measure(out_dir: Path, full: bool = False) -> dict:
     }
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     o, i = r["m1_outer"], r["m1_inner"]
     ok = (o["sg"] == "stable" and o["ema"] == "stable" and i["sg"] == "saddle" and i["ema"] == "saddle"
           and i["n_unstable"] == 1 and abs(o["eta_max"] - o["eta_max_closed_form"]) < 1e-8 * o["eta_max_closed_form"])
@@ -54,7 +54,7 @@ def row(r: dict) -> ClaimResult:
                 f"{o['radial_eig']:.4f} = −r₂√Δ; inner sphere S₁ {i['sg']} / {i['ema']} with {i['n_unstable']} unstable "
                 f"direction; discrete SG stable for η < {o['eta_max']:.4f} (closed form 2/(|τ|r₂) = "
                 f"{o['eta_max_closed_form']:.4f}). Monte Carlo: see the synthetic-table row.")
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, "reproduced" if ok else "not reproduced",
+    return Finding(
+        measured, graded(ok),
         "Closed-form spectra (MATH.md §6) match jax.jacfwd; the inner sphere has exactly one unstable (radial) "
-        "direction.", data=r)
+        "direction.")

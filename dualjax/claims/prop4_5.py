@@ -22,8 +22,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from dualjax.claims.report import ClaimResult
-from dualjax.linear import equilibria, model
+from dualjax.claims import instances
+from dualjax.claims.report import Finding, graded
+from dualjax.linear import equilibria
 
 KEY = "prop4.5"
 TITLE = "Prop 4.5 / Cor 4.6 — equilibria as algebraic varieties"
@@ -33,12 +34,10 @@ PAPER = ("With S = AᵀA, full-rank equilibria solve m(m+1)/2 quadratic equation
 
 def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:
     """Counts, exact vs homotopy, and residuals on the varieties of one m = 2 instance (same at both sizes)."""
-    lam, n = 0.05, 4
+    lam, n = instances.LAM, instances.N
     with jax.enable_x64(True):
-        for trial in range(50):
-            mom = model.random_moments(jax.random.PRNGKey(seed * 1000 + trial), 2, kind="gauss")
-            enum = equilibria.enumerate_equilibria(mom, lam, n=n, method="exact", seed=seed)
-            if enum.positive_definite:
+        for trial, mom, enum in instances.gauss_instances(seed, 50, method="exact", seed=seed):
+            if enum.positive_definite:  # the first instance with a positive definite solution
                 break
         hom = equilibria.solve_homotopy(np.asarray(mom.rho), np.asarray(mom.tau), lam, seed=seed)
         diff = max((min(np.linalg.norm(S - T) for T in hom.real) for S in enum.real_full_rank), default=0.0)
@@ -66,7 +65,7 @@ def measure(out_dir: Path, full: bool = False, seed: int = 0) -> dict:
     }
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     ok = (r["exact_vs_homotopy_max_diff"] < 1e-8 and r["max_field_residual_on_varieties"] < 1e-9
           and r["max_BtB_minus_AAt"] < 1e-9 and r["positive_definite"] >= 1
           and r["complex_solutions_exact"] <= r["bezout_bound"])
@@ -75,8 +74,8 @@ def row(r: dict) -> ClaimResult:
                 f"2^{{m(m+1)/2}} = {r['bezout_bound']}; {r['real_full_rank']} real, {r['positive_definite']} positive definite; "
                 f"equilibria by rank {r['by_rank']}. On points A = U√S, B = Aτ(Sρ+λI)⁻¹Aᵀ sampled on every variety: "
                 f"field ≤ {r['max_field_residual_on_varieties']:.1e}, ‖BᵀB − AAᵀ‖ ≤ {r['max_BtB_minus_AAt']:.1e}.")
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, "reproduced" if ok else "not reproduced",
+    return Finding(
+        measured, graded(ok),
         "The equation is (ρS+λI)(Sρ+λI) = τᵀSτ (τᵀ on the left; the transposed form is wrong for non-symmetric τ). "
         "The finite complex count is below Bézout's bound: 2, 6, 24 for m = 1, 2, 3 (124 at m = 4, so not (m+1)!), "
-        "see docs/theory.md.", data=r)
+        "see docs/theory.md.")

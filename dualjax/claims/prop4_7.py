@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from dualjax import outputs
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.linear import equilibria, model
 
 KEY = "prop4.7"
@@ -48,7 +48,7 @@ def measure(out_dir: Path, full: bool = False) -> dict:
     return {"pd_counts": counts, "necessary_condition_holds": necessary, "figure": str(fig)}
 
 
-def row(r: dict) -> ClaimResult:
+def row(r: dict) -> Finding:
     counts = r["pd_counts"]
     per_kind = len(counts["gauss"])
     total = sum(len(v) for v in counts.values())
@@ -56,9 +56,9 @@ def row(r: dict) -> ClaimResult:
     measured = (f"{exist}/{total} random m=2 instances (λ=0.05; {per_kind} with Gaussian τ, {per_kind} with "
                 f"augmentation-like τ = (I+0.3G)ρ) have a positive definite equilibrium; the necessary condition "
                 f"‖τ‖² ≥ 4λλ_min(ρ) holds in {r['necessary_condition_holds']}/{total}.")
-    verdict = "partly" if 0 < exist < total else ("reproduced" if exist == total else "not reproduced")
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, verdict,
+    verdict = graded(exist == total, exist > 0)
+    return Finding(
+        measured, verdict,
         "Existence holds on an open set of data, not for all generic data: a sizeable fraction of instances has no "
         "real solution at all (then SG/EMA can only collapse or partially collapse). The summary does not state "
         "the hypotheses; for m = 1 the exact condition is Δ = τ² − 4ρλ ≥ 0.",

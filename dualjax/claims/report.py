@@ -12,7 +12,7 @@ import base64
 import html
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dualjax import outputs
 
@@ -36,6 +36,30 @@ class ClaimResult:
     def __post_init__(self):
         if self.verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+
+class Finding(NamedTuple):
+    """What a claim's ``row`` states about its measurement: the text, the verdict computed from it,
+    the reason, its figures, and the numbers kept in report.json (None: the measurement itself).
+    The runner adds the claim's KEY, TITLE and PAPER to make the :class:`ClaimResult`."""
+
+    measured: str
+    verdict: str
+    why: str
+    figures: list[str] = []
+    data: dict[str, Any] | None = None
+
+
+def graded(full: bool, partial: bool = False) -> str:
+    """The verdict of a check: ``reproduced`` if ``full`` holds, else ``partly`` if ``partial``,
+    else ``not reproduced``."""
+    return "reproduced" if full else ("partly" if partial else "not reproduced")
+
+
+def claim_result(module, finding: Finding, measured: dict[str, Any]) -> ClaimResult:
+    """The report row of a claim module (its KEY, TITLE, PAPER) and its finding on ``measured``."""
+    return ClaimResult(module.KEY, module.TITLE, module.PAPER, finding.measured, finding.verdict, finding.why,
+                       list(finding.figures), measured if finding.data is None else finding.data)
 
 
 def _jsonable(obj):

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from dualjax import rules
-from dualjax.claims.report import ClaimResult
+from dualjax.claims.report import Finding, graded
 from dualjax.linear import montecarlo
 
 KEY = "synthetic"
@@ -47,7 +47,7 @@ def _pct(r: dict, given_delta_nonneg: bool, outcome: str) -> float:
     return 100 * table[outcome]["fraction"]
 
 
-def row(s: dict) -> ClaimResult:
+def row(s: dict) -> Finding:
     sg, ema = s["rules"]["sg"], s["rules"]["ema"]
     cfg = s["config"]
     bad = {k: sum(r["fractions"][o]["count"] for o in ("not_converged", "diverged")) for k, r in s["rules"].items()}
@@ -67,14 +67,13 @@ def row(s: dict) -> ClaimResult:
                    and _pct(ema, 1, "outer") >= _pct(sg, 1, "outer") and sg["e_increased"]["count"] > 0)
     exact = (all(abs(_pct(s["rules"][k], 1, "outer") - p) < 2 for k, p in PAPER_OUTER.items())
              and sum(bad.values()) == 0)
-    verdict = "reproduced" if exact and qualitative else ("partly" if qualitative else "not reproduced")
+    verdict = graded(exact and qualitative, qualitative)
     figures = s.get("figures", [])
-    return ClaimResult(
-        KEY, TITLE, PAPER, measured, verdict,
+    return Finding(
+        measured, verdict,
         "Reproduced: the saddle is never reached, EMA lands on S₂ at least as often as SG, E rises along many runs. "
         "Not reproduced: only ~47.7 % of trials have Δ ≥ 0, so unconditional 'outer' is capped there — the paper's "
         "numbers can only be conditional on Δ ≥ 0, and no setting of n, init scale, η, α found both 82.0 and 92.8 "
         "(the SG–EMA gap stays ≤ ~5 points; docs/montecarlo.md). With a fixed step a few trials with tiny ρ break "
         "η < 2/(|τ|r₂), so 'all converged' fails.",
-        figures=[str(f) for f in (figures.values() if isinstance(figures, dict) else figures)],
-        data=s)
+        figures=[str(f) for f in (figures.values() if isinstance(figures, dict) else figures)])

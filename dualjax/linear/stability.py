@@ -205,26 +205,25 @@ def _block_transversal(J, T, idx):
 class StabilityReport:
     """Spectrum and verdict at one equilibrium component (see module doc).
 
-    spectrum: full spectrum of J (multiplicities expanded); transversal: spec(NᵀJN);
-    n_zero: eigenvalues with |μ| ≤ zero_tol in the full spectrum; orbit_dim: nr − r(r+1)/2;
-    tangent_residual: ‖J T‖ / ‖J‖ (the orbit directions are in ker J).
+    ``spectral``: the model-independent part (:class:`dualjax.spectrum.Spectrum`: rule, kind,
+    n_unstable, n_zero, orbit_dim = nr − r(r+1)/2, max_real, spectrum (full, multiplicities
+    expanded), transversal = spec(NᵀJN), tangent_residual = ‖J T‖ / ‖J‖, jacobian), whose fields
+    read as the report's own (``report.kind``); n and the rank r of the component; ``eta_max``
+    (the SG step limit); the method and its extra numbers.
     """
 
-    rule: str
     n: int
     rank: int
-    kind: str
-    n_unstable: int
-    n_zero: int
-    orbit_dim: int
-    max_real: float
-    spectrum: np.ndarray
-    transversal: np.ndarray
-    tangent_residual: float
+    spectral: spectrum.Spectrum
     eta_max: float | None = None
     seconds: float = 0.0
     method: str = "reduced"
     extra: dict = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "spectral":  # copy / pickle probe before __init__
+            raise AttributeError(name)
+        return getattr(self.spectral, name)
 
     @property
     def zeros_match_orbit(self) -> bool:
@@ -306,12 +305,10 @@ def analyze(S, mom, lam, n: int, *, rule: rules.TeacherRule | None = None, k: fl
         raise ValueError(f"method must be 'reduced' or 'dense', got {method!r}")
     tol = spectrum.zero_tolerance(full, zero_tol)
     kind, n_unstable = classify(transversal, tol)
-    report = StabilityReport(
-        rule=rule.name, n=n, rank=r, kind=kind, n_unstable=n_unstable, n_zero=int(np.sum(np.abs(full) <= tol)),
-        orbit_dim=orbit_dimension(n, r), max_real=float(np.max(np.real(transversal), initial=-np.inf)),
-        spectrum=full, transversal=transversal, tangent_residual=tangent_res, method=method,
-        eta_max=None if carries else sg_eta_max(transversal), extra=extra,
-    )
+    spec = spectrum.Spectrum(rule.name, kind, n_unstable, int(np.sum(np.abs(full) <= tol)), orbit_dimension(n, r),
+                             float(np.max(np.real(transversal), initial=-np.inf)), full, transversal, tangent_res, J)
+    report = StabilityReport(n=n, rank=r, spectral=spec, method=method,
+                             eta_max=None if carries else sg_eta_max(transversal), extra=extra)
     report.seconds = time.perf_counter() - t0
     return report
 

@@ -50,12 +50,12 @@ class Config:
     # ---- encoder (ViT) and predictor
     model: str = "small"  # tiny | small | base | large | huge
     width: int = 0  # 0: take from the variant table
-    depth: int = 0
-    heads: int = 0
-    mlp_ratio: float = 4.0
-    tubelet: int = 2
-    patch: int = 16
-    pred_width: int = 384
+    depth: int = 0  # 0: from the variant table
+    heads: int = 0  # 0: from the variant table
+    mlp_ratio: float = 4.0  # MLP hidden width / width
+    tubelet: int = 2  # frames per token
+    patch: int = 16  # pixels per token side
+    pred_width: int = 384  # predictor width (the reference: 384)
     pred_depth: int = 12
     pred_heads: int = 0  # 0: the encoder's head count (as the reference)
     # ---- masks: one generator per entry of the tuples
@@ -70,15 +70,15 @@ class Config:
     # ---- optimisation
     steps: int = 90_000  # 300 epochs × 300 iterations
     batch_size: int = 3072  # global: 24 per GPU × 128 GPUs
-    lr: float = 6.25e-4
-    start_lr: float = 2e-4
-    final_lr: float = 1e-6
+    lr: float = 6.25e-4  # peak lr, reached at the end of warmup
+    start_lr: float = 2e-4  # lr of the first update (linear warmup from it)
+    final_lr: float = 1e-6  # cosine end value, at ipe_scale × steps
     warmup_steps: int = 12_000  # 40 epochs × 300 iterations
-    weight_decay: float = 0.04
+    weight_decay: float = 0.04  # AdamW decay at step 0 (cosine to final_weight_decay)
     final_weight_decay: float = 0.4
-    b1: float = 0.9
-    b2: float = 0.999
-    seed: int = 0
+    b1: float = 0.9  # Adam β₁
+    b2: float = 0.999  # Adam β₂
+    seed: int = 0  # parameter init (data_seed: the data)
     # ---- logging, probes, checkpoints
     log_every: int = 100
     probe_every: int = 0  # 0: only at the first and last step
