@@ -8,7 +8,7 @@ SG and EMA from PyTorch-style starts on random instances (the paper's law made m
 end point classified against every enumerated equilibrium of its instance and checked by its
 Jacobian.
 
-Quick: m = 2, n = 4, 400 trials per rule. Full (``--full``): m = 2, n = 4, 10,000 trials and m = 3,
+Quick: m = 2, n = 4, 256 trials per rule. Full (``--full``): m = 2, n = 4, 10,000 trials and m = 3,
 n = 5, 2,000 trials per rule. Written to ``OUT/montecarlo_m/m{m}``. Verdict: reproduced if no
 component of an instance with m > 1 is a saddle and no trial ends at one; partly if saddle components
 exist but no trial ends at a saddle or at a non-maximal full-rank component (the dynamics only reach
@@ -29,7 +29,7 @@ KEY = "prop4.10-dynamic"
 TITLE = "Prop 4.10 dynamically: m > 1"
 PAPER = ("Equilibria are asymptotically stable in the generic case; saddles appear only when m = 1, never when m > 1.")
 
-QUICK = [(2, 4, 400)]
+QUICK = [(2, 4, 256)]
 FULL = [(2, 4, 10_000), (3, 5, 2_000)]
 RULES = (rules.sg(), rules.ema())
 
