@@ -53,7 +53,8 @@ def main(argv=None) -> int:
         for rule in ("sg", "ema"):
             steps = int(study.columns[rule]["steps"].sum())
             row[rule] = {"run_s": round(sec[f"run_{rule}"], 1), "trials_per_s": round(trials / sec[f"run_{rule}"], 1),
-                         "trial_steps_per_s": round(steps / sec[f"run_{rule}"]), "classify_s": round(sec[f"classify_{rule}"], 1)}
+                         "trial_steps_per_s": round(steps / sec[f"run_{rule}"]),
+                         "classify_s": round(sec[f"classify_{rule}"], 1)}
         if args.write:
             mc.write_general_study(os.path.join(args.write, f"m{m}"), study, figures=False, overwrite=True)
         e = study.enumeration

@@ -63,7 +63,8 @@ def row(r: dict) -> Finding:
     for x in r["results"]:
         parts.append(
             f"m={x['m']} {x['rule'].upper()} ({x['trials']} trials): full rank on the Loewner max "
-            f"{100 * x['full_rank_loewner_max']:.1f} %, on another full-rank component {100 * x['full_rank_other']:.1f} %, "
+            f"{100 * x['full_rank_loewner_max']:.1f} %, on another full-rank component "
+            f"{100 * x['full_rank_other']:.1f} %, "
             f"partial collapse {100 * x['partial']:.1f} %, origin {100 * x['origin']:.1f} %; end points at a saddle: "
             f"{x['ended_at_saddle']}; saddle components in the first instances: {x['saddle_components']}")
     saddles_exist = any(x["saddle_components"] > 0 for x in r["results"])

@@ -5,10 +5,10 @@ own instance, so it needs the equilibria of 10⁴ instances, not of one. Everyth
 over instances (and over paths or starts within an instance) and runs as a few XLA calls:
 
 * **full rank, m = 1**: Prop 4.11 in closed form, S = r₂², r₁² (exact);
-* **full rank, 2 ≤ m ≤ 3** (:data:`HOMOTOPY_MAX_M`): a *parameter homotopy* (coefficient-parameter continuation). The finite
-  complex solutions of Prop 4.5's system (ρS + λI)(Sρ + λI) = τᵀSτ for one generic complex
-  instance p₀ = (ρ₀, τ₀, λ₀) are found once per m by total-degree homotopy
-  (:func:`start_system`, 6 / 24 / 124 roots for m = 2 / 3 / 4); each is then tracked along
+* **full rank, 2 ≤ m ≤ 3** (:data:`HOMOTOPY_MAX_M`): a *parameter homotopy* (coefficient-parameter
+  continuation). The finite complex solutions of Prop 4.5's system (ρS + λI)(Sρ + λI) = τᵀSτ for
+  one generic complex instance p₀ = (ρ₀, τ₀, λ₀) are found once per m by total-degree homotopy
+  (:func:`start_system`, 6 / 24 roots for m = 2 / 3); each is then tracked along
   p(t) = (1 − t) p₀ + t p_k to every instance p_k with the predictor–corrector of
   :func:`~dualjax.linear.equilibria.homotopy.path_step` (lane-wise, :mod:`~dualjax.linear.equilibria.lanes`).
   Because p₀ is generic and complex, the segment misses the discriminant locus with probability
