@@ -82,6 +82,35 @@ def test_batched_enumeration_matches_the_single_instance_solvers():
     assert e1.loewner_max[0] == 0
 
 
+def test_lane_forms_equal_the_solvers_equations_and_lanes_run_to_their_own_end():
+    """lanes.py's broadcast forms are system.residual_vec, newton.rank_residual and a linear solve
+    (m = 3, real and complex); iterate_lanes runs each lane to its own stopping point."""
+    from dualjax.linear.equilibria import lanes
+    from dualjax.linear.equilibria.newton import rank_residual
+
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        G = rng.standard_normal((3, 3))
+        rho, tau, lam = jnp.asarray(G @ G.T + np.eye(3)), jnp.asarray(rng.standard_normal((3, 3))), 0.07
+        x = jnp.asarray(rng.standard_normal(6) + 1j * rng.standard_normal(6))
+        np.testing.assert_allclose(lanes.prop45_residual(x, rho, tau, lam, 3),
+                                   equilibria.residual_vec(x, rho, tau, lam, 3), rtol=1e-12, atol=1e-12)
+        w = jnp.asarray(rng.standard_normal(6))
+        np.testing.assert_allclose(lanes.rank_residual_small(w, rho, tau, lam, 2), rank_residual(w, rho, tau, lam, 2),
+                                   rtol=1e-10, atol=1e-12)
+        A, b = jnp.asarray(rng.standard_normal((5, 5))), jnp.asarray(rng.standard_normal(5))
+        np.testing.assert_allclose(lanes.small_solve(A, b), np.linalg.solve(A, b), rtol=1e-10)
+    target = np.arange(700) % 37  # lane i stops after target[i] steps; 700 lanes > one chunk
+
+    def lane_step(lane):
+        count, goal = lane
+        return lanes.freeze(count < goal, count + 1, count), goal
+
+    state, _ = lanes.iterate_lanes(lanes.block_fn(lane_step, 4), (np.zeros(700, np.int32), target),
+                                   lambda s: s[0] < s[1], max_rounds=100)
+    np.testing.assert_array_equal(state, target)
+
+
 # Near-decoupled m = 2 data: the m = 1 spheres per direction are r = {0.2, 1} and {0.110, 1.140}, so
 # the components are S ≈ diag(s₁, s₂), s₁ ∈ {0, 0.04, 1}, s₂ ∈ {0, 0.012, 1.300}: 4 of full rank, 4 of
 # rank 1, the origin; the off-diagonal 0.01 in τ makes the data generic (the homotopy finds all 6 roots).
