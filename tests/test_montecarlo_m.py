@@ -89,17 +89,22 @@ def test_lane_forms_equal_the_solvers_equations_and_lanes_run_to_their_own_end()
     from dualjax.linear.equilibria.newton import rank_residual
 
     rng = np.random.default_rng(0)
+    G = rng.standard_normal((3, 3))
+    rho, tau, lam = G @ G.T + np.eye(3), rng.standard_normal((3, 3)), 0.07
+    x, w = rng.standard_normal(6) + 1j * rng.standard_normal(6), rng.standard_normal(6)
+    A, b = rng.standard_normal((5, 5)), rng.standard_normal(5)
+
+    @jax.jit  # one compilation instead of one per eager operation
+    def forms(x, w, A, b, rho, tau):
+        return (lanes.prop45_residual(x, rho, tau, lam, 3), equilibria.residual_vec(x, rho, tau, lam, 3),
+                lanes.rank_residual_small(w, rho, tau, lam, 2), rank_residual(w, rho, tau, lam, 2),
+                lanes.small_solve(A, b))
+
     with jax.enable_x64(True):
-        G = rng.standard_normal((3, 3))
-        rho, tau, lam = jnp.asarray(G @ G.T + np.eye(3)), jnp.asarray(rng.standard_normal((3, 3))), 0.07
-        x = jnp.asarray(rng.standard_normal(6) + 1j * rng.standard_normal(6))
-        np.testing.assert_allclose(lanes.prop45_residual(x, rho, tau, lam, 3),
-                                   equilibria.residual_vec(x, rho, tau, lam, 3), rtol=1e-12, atol=1e-12)
-        w = jnp.asarray(rng.standard_normal(6))
-        np.testing.assert_allclose(lanes.rank_residual_small(w, rho, tau, lam, 2), rank_residual(w, rho, tau, lam, 2),
-                                   rtol=1e-10, atol=1e-12)
-        A, b = jnp.asarray(rng.standard_normal((5, 5))), jnp.asarray(rng.standard_normal(5))
-        np.testing.assert_allclose(lanes.small_solve(A, b), np.linalg.solve(A, b), rtol=1e-10)
+        ours_ii, ref_ii, ours_w, ref_w, solved = forms(x, w, A, b, rho, tau)
+    np.testing.assert_allclose(ours_ii, ref_ii, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ours_w, ref_w, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(solved, np.linalg.solve(A, b), rtol=1e-10)
     target = np.arange(700) % 37  # lane i stops after target[i] steps; 700 lanes > one chunk
 
     def lane_step(lane):
