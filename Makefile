@@ -50,7 +50,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/dualjax reproduce --out $(OUT) --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 clean:
 	rm -rf $(VENV) runs

@@ -56,8 +56,8 @@ def test_reproduce_cli_one_claim(tmp_path, capsys):
 
 
 def test_registry_names_one_module_per_claim_in_report_order():
-    assert list(claims.CLAIMS) == ["prop3.1", "prop3.2", "lemma4.3", "prop4.5", "prop4.7", "prop4.10", "prop4.11",
-                                   "synthetic", "fig2"]
+    assert list(claims.CLAIMS) == ["prop3.1", "prop3.2", "lemma4.3", "prop4.5", "prop4.7", "prop4.10",
+                                   "prop4.10-dynamic", "prop4.11", "synthetic", "fig2"]
     assert len(set(claims.CLAIMS.values())) == len(claims.CLAIMS)
     for key in claims.CLAIMS:
         module = claims.claim_module(key)

@@ -39,6 +39,7 @@ CLAIMS: dict[str, str] = {
     "prop4.5": "prop4_5",
     "prop4.7": "prop4_7",
     "prop4.10": "prop4_10",
+    "prop4.10-dynamic": "prop4_10_dynamic",
     "prop4.11": "prop4_11",
     "synthetic": "synthetic",
     "fig2": "fig2",
@@ -46,7 +47,7 @@ CLAIMS: dict[str, str] = {
 
 # what `reproduce` writes into its folder (the report first: it is the summary of the others);
 # `--overwrite` removes exactly these. A claim that writes a new name adds it here.
-OUTPUTS: tuple[str, ...] = (*REPORT_FILES, "linear", "montecarlo", "vjepa", "prop4_7_pd_counts.png")
+OUTPUTS: tuple[str, ...] = (*REPORT_FILES, "linear", "montecarlo", "montecarlo_m", "vjepa", "prop4_7_pd_counts.png")
 
 
 def claim_module(key: str) -> ModuleType:

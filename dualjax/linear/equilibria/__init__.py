@@ -20,11 +20,15 @@ Modules (everything public is re-exported here: ``from dualjax.linear import equ
 * ``homotopy``    — :func:`solve_homotopy`, total-degree homotopy continuation in JAX (m ≤ 4);
 * ``newton``      — Newton polish, many-start :func:`solve_newton` (large m, real roots only) and
   :func:`rank_deficient_solutions` (Levenberg–Marquardt on S = WᵀW; indicative);
-* ``enumeration`` — :func:`enumerate_equilibria`: every PSD equilibrium with rank and residuals.
+* ``enumeration`` — :func:`enumerate_equilibria`: every PSD equilibrium with rank and residuals;
+* ``batched``     — :func:`enumerate_batch`: the same for K instances at once (parameter homotopy from
+  a generic complex start system, lane-wise Levenberg–Marquardt for rank r < m), for the general-m
+  Monte Carlo.
 
 Prop 4.11's m = 1 closed forms (:mod:`dualjax.linear.spheres`) are re-exported too.
 """
 
+from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch, start_system
 from dualjax.linear.equilibria.enumeration import Enumeration, Equilibrium, enumerate_equilibria
 from dualjax.linear.equilibria.exact import ExactSolution, solve_exact
 from dualjax.linear.equilibria.homotopy import (
@@ -64,12 +68,12 @@ from dualjax.linear.spheres import (
 )
 
 __all__ = [
-    "OBSERVED_COMPLEX_COUNTS", "Enumeration", "Equilibrium", "ExactSolution", "HomotopySolution",
-    "apriori_bound", "bezout_bound", "dedup_matrices", "discriminant", "enumerate_equilibria",
+    "OBSERVED_COMPLEX_COUNTS", "BatchEnumeration", "Enumeration", "Equilibrium", "ExactSolution", "HomotopySolution",
+    "apriori_bound", "bezout_bound", "dedup_matrices", "discriminant", "enumerate_batch", "enumerate_equilibria",
     "equilibrium_point", "equilibrium_residual", "existence", "expected_complex_count",
     "field_residual", "full_rank_residual", "gram_factor", "max_stable_step", "newton_batch",
     "num_unknowns", "numerical_rank", "polish", "predictor_at", "predictor_on_sphere",
     "radial_eigenvalue", "radii", "rank_deficient_solutions", "residual_vec",
-    "sample_variety", "solve_exact", "solve_homotopy", "solve_newton", "sym_from_vec",
+    "sample_variety", "solve_exact", "solve_homotopy", "solve_newton", "start_system", "sym_from_vec",
     "validated_data", "vec_from_sym",
 ]

@@ -29,12 +29,77 @@ from dualjax.linear.equilibria.system import (
 )
 
 
-def _track_paths(rho, tau, lam, gamma, starts, *, max_steps, max_norm):
-    """Track H(x, t) = (1 − t) γ g(x) + t f(x), g_i = x_i² − 1, from t = 0 to 1 (vmapped).
+def path_start(x0, h0: float = 0.01):
+    """The tracker's carry at t = 0: (x, t, h, steps, status) with the first step h = ``h0``."""
+    return (x0, jnp.zeros(()), jnp.asarray(h0), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
-    Predictor: RK4 on dx/dt = −H_x⁻¹ H_t; corrector: 3 Newton steps; step doubled after
-    successes and halved after failures. Paths whose norm passes ``max_norm`` go to infinity
-    (the system has solutions at infinity, so most of the 2^N paths do).
+
+def path_step(H, H_t, carry, *, max_norm, solve=jnp.linalg.solve, tol: float = 1e-9):
+    """One predictor–corrector step of a homotopy H(x, t) = 0 (H holomorphic in x, H_t its t-derivative).
+
+    Predictor: RK4 on dx/dt = −H_x⁻¹ H_t; corrector: 3 Newton steps; the step is accepted if the
+    corrector contracts (its third correction below ``tol`` relative), then doubled (×1.8, at most
+    0.1), else halved. ``carry`` is
+    (x, t, h, steps, status); status becomes 1 at t = 1, 2 past ``max_norm`` (the path goes to
+    infinity), 3 once the step is below 1e-13, and stays 0 while the path runs. ``solve(A, b)``
+    solves the N×N linear systems (LAPACK by default; the batched solver passes an unrolled one).
+    """
+
+    def Hx(x, t):
+        return jax.jacfwd(H, holomorphic=True)(x, t)
+
+    def velocity(x, t):
+        return -solve(Hx(x, t), H_t(x, t))
+
+    def corrector(x, t):
+        def body(carry, _):
+            x, _ = carry
+            dx = -solve(Hx(x, t), H(x, t))
+            return (x + dx, jnp.linalg.norm(dx)), jnp.linalg.norm(dx)
+
+        (x, last), norms = jax.lax.scan(body, (x, jnp.zeros(())), None, length=3)
+        return x, norms
+
+    x, t, h, steps, status = carry
+    h = jnp.minimum(h, 1.0 - t)
+    k1 = velocity(x, t)
+    k2 = velocity(x + 0.5 * h * k1, t + 0.5 * h)
+    k3 = velocity(x + 0.5 * h * k2, t + 0.5 * h)
+    k4 = velocity(x + h * k3, t + h)
+    xp = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
+    xc, norms = corrector(xp, t + h)
+    scale = 1.0 + jnp.linalg.norm(xc)
+    ok = (
+        jnp.all(jnp.isfinite(xc))
+        & (norms[0] < 0.1 * scale)
+        & (norms[2] < tol * scale)
+        & (norms[2] <= norms[0])
+    )
+    x = jnp.where(ok, xc, x)
+    t = jnp.where(ok, t + h, t)
+    h = jnp.where(ok, jnp.minimum(h * 1.8, 0.1), h * 0.5)
+    big = jnp.linalg.norm(x) > max_norm
+    status = jnp.where(t >= 1.0, 1, jnp.where(big, 2, jnp.where(h < 1e-13, 3, 0))).astype(jnp.int32)
+    return x, t, h, steps + 1, status
+
+
+def track_path(H, H_t, x0, *, max_steps, max_norm):
+    """One path of a homotopy H(x, t) = 0 from x(0) = x0 to t = 1 by :func:`path_step` (pure; vmap it
+    over paths). Returns ``(x, status, steps)``; status 0 means the step budget ran out."""
+
+    def cond(c):
+        return (c[4] == 0) & (c[3] < max_steps)
+
+    x, _, _, steps, status = jax.lax.while_loop(cond, lambda c: path_step(H, H_t, c, max_norm=max_norm),
+                                                path_start(x0))
+    return x, status, steps
+
+
+def _track_paths(rho, tau, lam, gamma, starts, *, max_steps, max_norm):
+    """Track H(x, t) = (1 − t) γ g(x) + t f(x), g_i = x_i² − 1, from t = 0 to 1 (vmapped :func:`track_path`).
+
+    Paths whose norm passes ``max_norm`` go to infinity (the system has solutions at infinity,
+    so most of the 2^N paths do).
     """
     m = rho.shape[0]
 
@@ -47,55 +112,10 @@ def _track_paths(rho, tau, lam, gamma, starts, *, max_steps, max_norm):
     def H(x, t):
         return (1 - t) * gamma * g(x) + t * f(x)
 
-    def Hx(x, t):
-        return jax.jacfwd(H, holomorphic=True)(x, t)
+    def H_t(x, t):
+        return f(x) - gamma * g(x)
 
-    def velocity(x, t):
-        Ht = f(x) - gamma * g(x)
-        return -jnp.linalg.solve(Hx(x, t), Ht)
-
-    def corrector(x, t):
-        def body(carry, _):
-            x, _ = carry
-            dx = -jnp.linalg.solve(Hx(x, t), H(x, t))
-            return (x + dx, jnp.linalg.norm(dx)), jnp.linalg.norm(dx)
-
-        (x, last), norms = jax.lax.scan(body, (x, jnp.zeros(())), None, length=3)
-        return x, norms
-
-    def one(x0):
-        def cond(c):
-            x, t, h, steps, status = c
-            return (status == 0) & (steps < max_steps)
-
-        def body(c):
-            x, t, h, steps, status = c
-            h = jnp.minimum(h, 1.0 - t)
-            k1 = velocity(x, t)
-            k2 = velocity(x + 0.5 * h * k1, t + 0.5 * h)
-            k3 = velocity(x + 0.5 * h * k2, t + 0.5 * h)
-            k4 = velocity(x + h * k3, t + h)
-            xp = x + h * (k1 + 2 * k2 + 2 * k3 + k4) / 6
-            xc, norms = corrector(xp, t + h)
-            scale = 1.0 + jnp.linalg.norm(xc)
-            ok = (
-                jnp.all(jnp.isfinite(xc))
-                & (norms[0] < 0.1 * scale)
-                & (norms[2] < 1e-9 * scale)
-                & (norms[2] <= norms[0])
-            )
-            x = jnp.where(ok, xc, x)
-            t = jnp.where(ok, t + h, t)
-            h = jnp.where(ok, jnp.minimum(h * 1.8, 0.1), h * 0.5)
-            big = jnp.linalg.norm(x) > max_norm
-            status = jnp.where(t >= 1.0, 1, jnp.where(big, 2, jnp.where(h < 1e-13, 3, 0))).astype(jnp.int32)
-            return x, t, h, steps + 1, status
-
-        init = (x0, jnp.zeros(()), jnp.asarray(0.01), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
-        x, t, h, steps, status = jax.lax.while_loop(cond, body, init)
-        return x, status, steps
-
-    return jax.vmap(one)(starts)
+    return jax.vmap(lambda x0: track_path(H, H_t, x0, max_steps=max_steps, max_norm=max_norm))(starts)
 
 
 _track_jit = jax.jit(_track_paths, static_argnames=("max_steps",))
@@ -138,6 +158,46 @@ class HomotopySolution:
 
 
 @checks.float64
+def total_degree_roots(rho, tau, lam, *, seed: int = 0, restarts: int = 4, max_steps: int = 4000,
+                       max_norm: float = 1e7, target: int | None = None, real_data: bool = True):
+    """The finite complex roots of Prop 4.5's system for data (ρ, τ, λ), real or complex, by
+    total-degree homotopy (:func:`_track_paths`, random γ per restart).
+
+    Ends are polished by complex Newton and kept if their residual is < 1e-8 (1 + ‖x‖²); for
+    ``real_data`` the roots are closed under conjugation, so a root whose conjugate path was lost
+    is recovered for free. Restarts stop once ``target`` roots are found (default the observed
+    generic count). Returns ``(roots (K, N) complex, diverged, failed, restarts used)``.
+    """
+    rho_c, tau_c = jnp.asarray(rho, jnp.complex128), jnp.asarray(tau, jnp.complex128)
+    m = rho_c.shape[0]
+    N = num_unknowns(m)
+    if target is None:
+        target = expected_complex_count(m) or bezout_bound(m)
+    starts = np.array(list(itertools.product([1.0, -1.0], repeat=N)), dtype=complex)
+    rng = np.random.default_rng(seed)
+    roots = np.zeros((0, N), complex)
+    diverged = failed = used = 0
+    f = jax.vmap(lambda z: residual_vec(z, rho_c, tau_c, lam, m))
+    for used in range(1, restarts + 1):
+        gamma = np.exp(2j * np.pi * rng.uniform())
+        x, status, _ = _track_jit(rho_c, tau_c, lam, jnp.asarray(gamma), jnp.asarray(starts),
+                                  max_steps=max_steps, max_norm=max_norm)
+        x, status = np.asarray(x), np.asarray(status)
+        diverged, failed = int(np.sum(status == 2)), int(np.sum((status == 0) | (status == 3)))
+        ends = x[status == 1]
+        if len(ends):
+            ends = np.asarray(newton_batch(jnp.asarray(ends), rho_c, tau_c, lam, m=m, iters=8))
+            res = np.linalg.norm(np.asarray(f(jnp.asarray(ends))), axis=1)
+            ends = ends[np.isfinite(res) & (res < 1e-8 * (1 + np.linalg.norm(ends, axis=1) ** 2))]
+            if real_data:
+                ends = np.concatenate([ends, ends.conj()])
+            roots = _dedup(np.concatenate([roots, ends]), 1e-7)
+        if roots.shape[0] >= target:
+            break
+    return roots, diverged, failed, used
+
+
+@checks.float64
 def solve_homotopy(rho, tau, lam, *, seed: int = 0, restarts: int = 4, max_steps: int = 4000,
                    max_norm: float = 1e7, target: int | None = None) -> HomotopySolution:
     """All finite complex solutions of Prop 4.5's system by total-degree homotopy continuation.
@@ -151,35 +211,10 @@ def solve_homotopy(rho, tau, lam, *, seed: int = 0, restarts: int = 4, max_steps
     rho = np.asarray(rho, float)
     tau = np.asarray(tau, float)
     m = rho.shape[0]
-    N = num_unknowns(m)
-    if target is None:
-        target = expected_complex_count(m) or bezout_bound(m)
     bound = apriori_bound(rho, tau)
-    starts = np.array(list(itertools.product([1.0, -1.0], repeat=N)), dtype=complex)
-    rng = np.random.default_rng(seed)
-    roots = np.zeros((0, N), complex)
     t0 = time.perf_counter()
-    diverged = failed = 0
-    used = 0
-    rho_c, tau_c = jnp.asarray(rho, jnp.complex128), jnp.asarray(tau, jnp.complex128)
-    f = jax.vmap(lambda z: residual_vec(z, rho_c, tau_c, lam, m))
-    for used in range(1, restarts + 1):
-        gamma = np.exp(2j * np.pi * rng.uniform())
-        x, status, _ = _track_jit(jnp.asarray(rho, jnp.complex128), jnp.asarray(tau, jnp.complex128), lam,
-                                  jnp.asarray(gamma), jnp.asarray(starts), max_steps=max_steps, max_norm=max_norm)
-        x, status = np.asarray(x), np.asarray(status)
-        diverged, failed = int(np.sum(status == 2)), int(np.sum((status == 0) | (status == 3)))
-        ends = x[status == 1]
-        if len(ends):
-            ends = np.asarray(newton_batch(jnp.asarray(ends), rho_c, tau_c, lam, m=m, iters=8))
-            res = np.linalg.norm(np.asarray(f(jnp.asarray(ends))), axis=1)
-            ends = ends[np.isfinite(res) & (res < 1e-8 * (1 + np.linalg.norm(ends, axis=1) ** 2))]
-            # the data are real, so the roots are closed under conjugation: a root whose
-            # conjugate path was lost is recovered for free
-            ends = np.concatenate([ends, ends.conj()])
-            roots = _dedup(np.concatenate([roots, ends]), 1e-7)
-        if roots.shape[0] >= target:
-            break
+    roots, diverged, failed, used = total_degree_roots(rho, tau, lam, seed=seed, restarts=restarts,
+                                                       max_steps=max_steps, max_norm=max_norm, target=target)
     if bound > 1e5:
         import warnings
 
@@ -190,4 +225,4 @@ def solve_homotopy(rho, tau, lam, *, seed: int = 0, restarts: int = 4, max_steps
         if np.all(np.abs(r.imag) < 1e-8 * (1 + np.abs(r.real))):
             real.append(polish(sym_from_vec(r.real, m), rho, tau, lam))
     real = dedup_matrices(real)
-    return HomotopySolution(roots, real, len(starts), diverged, failed, used, time.perf_counter() - t0)
+    return HomotopySolution(roots, real, bezout_bound(m), diverged, failed, used, time.perf_counter() - t0)

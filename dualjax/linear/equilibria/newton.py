@@ -111,14 +111,59 @@ def _damped_newton(f, x, iters):
 
 # --------------------------------------------------------------------------- rank-deficient equilibria
 
+def rank_residual(w, rho, tau, lam, rank: int):
+    """Equation (ii) in the factor W = ``w.reshape(r, m)`` of S = WᵀW:
+    Φ(W) = W M − W (ρS + λI)⁻¹ τᵀ S τ, M = Sρ + λI (r·m entries; zero iff (ii) holds, ker A = ker S)."""
+    m = rho.shape[0]
+    eye = jnp.eye(m)
+    W = w.reshape(rank, m)
+    S = W.T @ W
+    rhs = jnp.linalg.solve(rho @ S + lam * eye, tau.T @ S @ tau)
+    return (W @ (S @ rho + lam * eye) - W @ rhs).ravel()
+
+
+@functools.partial(jax.jit, static_argnames=("rank", "iters", "solve", "residual"))
+def levenberg_marquardt(w, rho, tau, lam, *, rank: int, iters: int, solve=jnp.linalg.solve, residual=rank_residual):
+    """``iters`` Levenberg–Marquardt steps on :func:`rank_residual` from w, damping ‖Φ‖²
+    (quadratically convergent onto the non-isolated O(r)-orbits of solutions); vmap it over starts.
+    ``solve(A, b)`` solves the normal equations and ``residual`` evaluates Φ (defaults: LAPACK and
+    :func:`rank_residual`; the batched solver passes forms written for tiny matrices)."""
+
+    def phi(w):
+        return residual(w, rho, tau, lam, rank)
+
+    def body(w, _):
+        r = phi(w)
+        J = jax.jacfwd(phi)(w)
+        mu = jnp.sum(r * r) + 1e-14
+        dw = -solve(J.T @ J + mu * jnp.eye(w.size), J.T @ r)
+        wn = w + dw
+        return jnp.where(jnp.all(jnp.isfinite(wn)), wn, w), None
+
+    return jax.lax.scan(body, w, None, length=iters)[0]
+
+
+def lm_starts(rng: np.random.Generator, starts: int, rank: int, m: int, bound, *,
+              spread: tuple[float, float] = (0.02, 1.5), log: bool = False) -> np.ndarray:
+    """``starts`` random factors w ∈ ℝ^{r·m} with ‖WᵀW‖ spread over ``spread`` × the a-priori bound
+    (uniformly, or log-uniformly with ``log``); ``bound`` of shape (K,) gives (K, starts, r·m)."""
+    bound = np.asarray(bound, float)
+    w0 = rng.standard_normal(bound.shape + (starts, rank * m))
+    lo, hi = spread
+    u = (np.exp(rng.uniform(np.log(lo), np.log(hi), bound.shape + (starts, 1))) if log
+         else rng.uniform(lo, hi, bound.shape + (starts, 1)))
+    scale = np.sqrt(bound[..., None, None] * u / rank) / np.linalg.norm(w0, axis=-1, keepdims=True)
+    return w0 * (scale * np.sqrt(rank))
+
+
 @checks.float64
 def rank_deficient_solutions(rho, tau, lam, rank: int, *, seed: int = 0, starts: int = 256,
                              iters: int = 150) -> list:
     """Equilibria with rank S = r: equation (ii) in the factor W ∈ ℝ^{r×m}, S = WᵀW.
 
     Since ker A = ker S, (ii) is equivalent to Φ(W) = W M − W (ρS + λI)⁻¹ τᵀ S τ = 0
-    (r·m equations, O(r)-invariant solution sets). Solved by Levenberg–Marquardt with damping
-    ‖Φ‖² (quadratically convergent onto non-isolated solution sets) from ``starts`` random W.
+    (r·m equations, O(r)-invariant solution sets; :func:`rank_residual`). Solved by
+    Levenberg–Marquardt with damping ‖Φ‖² (:func:`levenberg_marquardt`) from ``starts`` random W.
     Returns the distinct S of exact numerical rank r with residual of (ii) < 1e-10. Indicative:
     a many-start method can miss solutions.
     """
@@ -128,30 +173,8 @@ def rank_deficient_solutions(rho, tau, lam, rank: int, *, seed: int = 0, starts:
     if not 1 <= rank <= m:
         raise ValueError(f"rank must lie in [1, {m}], got {rank}")
     rho_j, tau_j = jnp.asarray(rho), jnp.asarray(tau)
-    eye = jnp.eye(m)
-
-    def phi(w):
-        W = w.reshape(rank, m)
-        S = W.T @ W
-        rhs = jnp.linalg.solve(rho_j @ S + lam * eye, tau_j.T @ S @ tau_j)
-        return (W @ (S @ rho_j + lam * eye) - W @ rhs).ravel()
-
-    def lm(w):
-        def body(w, _):
-            r = phi(w)
-            J = jax.jacfwd(phi)(w)
-            mu = jnp.sum(r * r) + 1e-14
-            dw = -jnp.linalg.solve(J.T @ J + mu * jnp.eye(w.size), J.T @ r)
-            wn = w + dw
-            return jnp.where(jnp.all(jnp.isfinite(wn)), wn, w), None
-
-        return jax.lax.scan(body, w, None, length=iters)[0]
-
-    bound = apriori_bound(rho, tau)
-    rng = np.random.default_rng(seed)
-    w0 = rng.standard_normal((starts, rank * m))
-    w0 *= np.sqrt(bound * rng.uniform(0.02, 1.5, (starts, 1)) / rank) / np.linalg.norm(w0, axis=1, keepdims=True) * np.sqrt(rank)
-    ws = np.asarray(jax.jit(jax.vmap(lm))(jnp.asarray(w0)))
+    w0 = lm_starts(np.random.default_rng(seed), starts, rank, m, apriori_bound(rho, tau))
+    ws = np.asarray(jax.vmap(lambda w: levenberg_marquardt(w, rho_j, tau_j, lam, rank=rank, iters=iters))(jnp.asarray(w0)))
     found = []
     for w in ws:
         W = w.reshape(rank, m)

@@ -86,10 +86,12 @@ def equilibrium_residual(S, rho, tau, lam):
     return M @ S @ M - S @ tau.T @ S @ tau
 
 
-def apriori_bound(rho, tau) -> float:
-    """Prop 4.7 (MATH.md §4): every full-rank solution S ⪰ 0 has ‖S‖₂ ≤ ‖τ‖₂² / λ_min(ρ)²."""
+def apriori_bound(rho, tau):
+    """Prop 4.7 (MATH.md §4): every full-rank solution S ⪰ 0 has ‖S‖₂ ≤ ‖τ‖₂² / λ_min(ρ)².
+    A float for one instance; an array of bounds for stacked (K, m, m) data."""
     rho = np.asarray(rho, float)
-    return float(np.linalg.norm(np.asarray(tau, float), 2) ** 2 / np.linalg.eigvalsh(rho).min() ** 2)
+    bound = np.linalg.norm(np.asarray(tau, float), 2, axis=(-2, -1)) ** 2 / np.linalg.eigvalsh(rho)[..., 0] ** 2
+    return float(bound) if np.ndim(bound) == 0 else bound
 
 
 def existence(mom, lam) -> dict:

@@ -25,6 +25,17 @@ The modules, in the order the data flows:
 ``writers``    :func:`write_study`: ``summary.json``, ``trials.csv`` and the figures
 =============  ==================================================================================
 
+The study over general m (issue 16: which equilibrium do the rules reach for m > 1?):
+
+==================  =============================================================================
+``ensemble``        :class:`Instance`, the samplers (:data:`SAMPLERS`): random (ρ, τ, λ) and starts
+``general``         :class:`GeneralConfig`, :func:`general_study`, :func:`run_instances`
+``endpoints``       :func:`classify_endpoints`: an end point against every equilibrium, Jacobian check
+``general_stats``   :func:`general_summary`: fractions per rule and per rank, with Wilson intervals
+``general_figures`` outcome fractions, end points against the components, fractions against m
+``general_writers`` :func:`write_general_study`: ``summary.json``, ``trials.csv``, figures
+==================  =============================================================================
+
 ``from dualjax.linear import montecarlo as mc`` gives the names below (``mc.study``,
 ``mc.Config``, ...); the figures are ``from dualjax.linear.montecarlo import figures``.
 """
@@ -36,6 +47,8 @@ from dualjax.linear.montecarlo.config import (
     Config,
     check_config,
 )
+from dualjax.linear.montecarlo.endpoints import OUTCOMES as GENERAL_OUTCOMES
+from dualjax.linear.montecarlo.endpoints import classify_endpoints
 from dualjax.linear.montecarlo.engines import (
     ENGINES,
     ClosedForm,
@@ -47,6 +60,17 @@ from dualjax.linear.montecarlo.engines import (
     resolve_engine,
     rules_engine,
 )
+from dualjax.linear.montecarlo.ensemble import SAMPLERS, Instance, sample_instance, sample_instances
+from dualjax.linear.montecarlo.general import (
+    GeneralConfig,
+    GeneralStudy,
+    check_general_config,
+    general_study,
+    run_instances,
+    run_rule,
+)
+from dualjax.linear.montecarlo.general_stats import general_summary
+from dualjax.linear.montecarlo.general_writers import CSV_COLUMNS_M, write_general_study
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, make_mesh, run_pool
 from dualjax.linear.montecarlo.slots import (
     DIVERGED,
@@ -64,13 +88,16 @@ from dualjax.linear.montecarlo.slots import (
     run_trial,
     slot_active,
 )
-from dualjax.linear.montecarlo.run import run_points, run_trials, study
+from dualjax.linear.montecarlo.run import resolve_rules, run_points, run_trials, study
 from dualjax.linear.montecarlo.stats import PAPER, summarize, summary, wilson
 from dualjax.linear.montecarlo.trials import Trial, sample_trial, trial_moments
 from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_trials_csv
 
 __all__ = [
-    "CSV_COLUMNS", "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
+    "CSV_COLUMNS", "CSV_COLUMNS_M", "GENERAL_OUTCOMES", "GeneralConfig", "GeneralStudy", "Instance", "SAMPLERS",
+    "check_general_config", "classify_endpoints", "general_study", "general_summary", "resolve_rules",
+    "run_instances", "run_rule", "sample_instance", "sample_instances", "write_general_study",
+    "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
     "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "ClosedForm", "Config", "Engine", "FastState",
     "PoolOps", "Slot", "Trial", "advance_slot", "check_config", "classify", "closed_form", "fast_engine",
     "finish_slot", "get_engine", "init_slot", "kernel", "make_mesh", "resolve_engine", "rules_engine",

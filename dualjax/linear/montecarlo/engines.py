@@ -50,10 +50,18 @@ class FastState(NamedTuple):
     c: list | None = None
 
 
-def rules_engine(rule: rules.TeacherRule, cfg: Config) -> Engine:
+def _m1_start(trial):
+    return trial.a0[:, None], trial.B0
+
+
+def rules_engine(rule: rules.TeacherRule, cfg: Config, *, start: Callable = _m1_start,
+                 moments: Callable = trial_moments) -> Engine:
     """Each step is :func:`dualjax.rules.make_step` (autodiff of the moment-form F, ``optax.sgd(η)``)
     with ``rule``, any rule (plain, DirectPred and yours included; the feature moment is
-    A ρ Aᵀ = ρ a aᵀ). F is tracked for a rule that carries a teacher (otherwise F = E)."""
+    A ρ Aᵀ = ρ a aᵀ). F is tracked for a rule that carries a teacher (otherwise F = E).
+    ``start(trial) -> (A₀, B₀)`` and ``moments(trial) -> Moments`` read a trial (default: the
+    m = 1 :class:`~dualjax.linear.montecarlo.trials.Trial`; the general-m study passes its
+    :class:`~dualjax.linear.montecarlo.ensemble.Instance`'s); ``final`` gives (a, B, c) at m = 1."""
     rules.check_rule(rule)
 
     def parts(trial):
@@ -63,16 +71,16 @@ def rules_engine(rule: rules.TeacherRule, cfg: Config) -> Engine:
 
     def init(trial):
         _, init_fn, _ = parts(trial)
-        return init_fn(trial.a0[:, None], trial.B0)
+        return init_fn(*start(trial))
 
     def step(trial, s):
         _, _, step_fn = parts(trial)
-        s2, m = step_fn(s, trial_moments(trial))
+        s2, m = step_fn(s, moments(trial))
         return s2, m["d_theta"] ** 2 + m["d_psi"] ** 2 + m["d_xi"] ** 2
 
     def measure(trial, s):
         obj = model.objective(trial.lam)
-        mom = trial_moments(trial)
+        mom = moments(trial)
         E = obj.E(s.theta, s.psi, mom)
         F = obj.F(s.theta, s.psi, rule.teacher(s.theta, s.teacher), mom) if rule.carries_teacher else None
         return E, F, jnp.sum(s.theta**2) + jnp.sum(s.psi**2)

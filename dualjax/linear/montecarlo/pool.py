@@ -78,8 +78,8 @@ def classify_lanes(engine: Engine, cfg: Config, pool) -> dict:
 def run_pool(ops: PoolOps, key: jax.Array, *, trials: int, start: int, size: int, devices: int,
              progress: Callable[[int], Any] | None = None) -> dict[str, np.ndarray]:
     """Run trials ``start .. start + trials − 1`` through a pool of ``size`` lanes on ``devices``
-    devices and return their classify columns, in trial order. ``progress(k)`` is called with the
-    number of trials just finished."""
+    devices and return their result columns (one row per trial, in trial order; a column may have
+    trailing axes). ``progress(k)`` is called with the number of trials just finished."""
     out: dict[str, np.ndarray] = {}
     next_index = start
     end = start + trials
@@ -99,7 +99,7 @@ def run_pool(ops: PoolOps, key: jax.Array, *, trials: int, start: int, size: int
             idx = slot_index[lanes] - start
             for name, col in res.items():
                 if name not in out:
-                    out[name] = np.zeros(trials, col.dtype)
+                    out[name] = np.zeros((trials,) + col.shape[1:], col.dtype)
                 out[name][idx] = col
             done_count += len(lanes)
             if progress is not None:

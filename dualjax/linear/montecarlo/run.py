@@ -96,6 +96,19 @@ def run_points(trials: Trial, rule: rules.TeacherRule, cfg: Config = Config(), e
         return jax.device_get(jax.jit(jax.vmap(lambda t: run_to_end(eng, cfg, t)))(trials))
 
 
+def resolve_rules(rules_) -> list[rules.TeacherRule]:
+    """A study's rule objects: ``rules_`` checked (default :func:`~dualjax.rules.sg` and
+    :func:`~dualjax.rules.ema` with α = 0.99, the paper's pair), at least one, with distinct names
+    (the columns are keyed by name; rename a rule with ``rule._replace(name=...)``)."""
+    out = [rules.sg(), rules.ema()] if rules_ is None else [rules.check_rule(r) for r in rules_]
+    if not out:
+        raise ValueError("rules must hold at least one rule")
+    names = [rule.name for rule in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"the rules of a study need distinct names (the columns are keyed by name), got {names}")
+    return out
+
+
 def study(
     trials: int,
     rules_: tuple[rules.TeacherRule, ...] | list[rules.TeacherRule] | None = None,
@@ -119,12 +132,7 @@ def study(
     checks.check_positive_int(trials, "trials")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    rules_ = [rules.sg(), rules.ema()] if rules_ is None else [rules.check_rule(r) for r in rules_]
-    if not rules_:
-        raise ValueError("rules must hold at least one rule")
-    names = [rule.name for rule in rules_]
-    if len(set(names)) != len(names):
-        raise ValueError(f"the rules of a study need distinct names (the columns are keyed by name), got {names}")
+    rules_ = resolve_rules(rules_)
     check_config(cfg)
     bar = None
     if progress:

@@ -31,14 +31,14 @@ def wilson(k, n, z: float = 1.959963984540054) -> tuple[float, float]:
     return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
-def _share(mask: np.ndarray) -> dict:
+def share(mask: np.ndarray) -> dict:
     """Count, fraction and Wilson 95 % interval of the True entries of ``mask``."""
     k, total = int(mask.sum()), int(mask.size)
     return {"count": k, "fraction": k / total if total else float("nan"), "ci95": list(wilson(k, total))}
 
 
 def _fractions(outcome: np.ndarray) -> dict:
-    return {name: _share(outcome == code) for code, name in enumerate(OUTCOMES)}
+    return {name: share(outcome == code) for code, name in enumerate(OUTCOMES)}
 
 
 def summarize(columns: dict[str, np.ndarray]) -> dict:
@@ -59,10 +59,10 @@ def summarize(columns: dict[str, np.ndarray]) -> dict:
         "fractions": _fractions(outcome),
         "fractions_given_delta_nonneg": _fractions(outcome[nonneg]),
         "fractions_given_delta_neg": _fractions(outcome[~nonneg]),
-        "delta_nonneg": _share(nonneg),
-        "e_increased": _share(columns["e_increased"]),
-        "e_increased_given_delta_nonneg": _share(columns["e_increased"][nonneg]),
-        "f_increased": _share(columns["f_increased"]),
+        "delta_nonneg": share(nonneg),
+        "e_increased": share(columns["e_increased"]),
+        "e_increased_given_delta_nonneg": share(columns["e_increased"][nonneg]),
+        "f_increased": share(columns["f_increased"]),
         "by_outcome": by_outcome,
         "steps": {"mean": float(steps.mean()), "median": float(np.median(steps)), "max": int(steps.max()),
                   "mean_converged": float(steps[converged].mean()) if converged.any() else float("nan"),

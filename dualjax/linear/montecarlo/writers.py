@@ -12,6 +12,7 @@ import csv
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -70,14 +71,20 @@ def write_study(out_dir: str | os.PathLike, results, cfg: Config, seed: int, *, 
     with outputs.atomic_path(out / CSV) as tmp:
         write_trials_csv(tmp, results)
     if figures:
-        staging = outputs.tmp_path(out / "figures")
-        staging.mkdir()
-        try:
-            names = [Path(p).name for p in study_figures(str(staging), results, summ, cfg, rules_, fmt)]
-            for name in names:
-                os.replace(staging / name, out / name)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        summ["figures"] = [str(out / name) for name in names]
+        summ["figures"] = write_figures(out, lambda folder: study_figures(folder, results, summ, cfg, rules_, fmt))
     outputs.write_json(out / SUMMARY, summ)
     return summ
+
+
+def write_figures(out: Path, make: Callable[[str], Iterable[str]]) -> list[str]:
+    """``make(folder)`` writes figures into a temporary folder beside ``out`` and returns their
+    paths; each is then renamed into ``out``. Returns the final paths."""
+    staging = outputs.tmp_path(out / "figures")
+    staging.mkdir()
+    try:
+        names = [Path(p).name for p in make(str(staging))]
+        for name in names:
+            os.replace(staging / name, out / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return [str(out / name) for name in names]

@@ -42,9 +42,12 @@ def _advance_options(sharding) -> dict | None:
 
 
 def _drain(size: int, live: int, devices: int) -> int | None:
-    """8x smaller once at most 1/8 of the lanes are live (each pool size is compiled once)."""
+    """About 8x smaller (a multiple of 8 lanes per device) once the live lanes fit (each pool size is
+    compiled once). Rounding up keeps every size a multiple of 8 and the live lanes inside it: with
+    1256 lanes per device, 1256 // 8 = 157 and then 19 · 8 = 152 < 157 lanes would not hold them."""
     per_dev = size // devices
-    return max(8, per_dev // 8) * devices if live <= size // 8 and per_dev > 8 else None
+    new = max(8, -(-(per_dev // 8) // 8) * 8) * devices
+    return new if per_dev > 8 and new < size and live <= new else None
 
 
 @functools.lru_cache(maxsize=32)
@@ -59,13 +62,23 @@ def xla_pool(engine: str, rule: TeacherRule | ClosedForm, cfg: Config, block: in
     pool shrinks 8x at a time and is harvested every 8 ``advance`` calls.
     """
     eng = rules_engine(rule, cfg) if engine == "rules" else fast_engine(rule, cfg)
+    return make_pool_ops(eng, cfg, block, sharding,
+                         fill=lambda key, index, live: fill_lanes(eng, cfg, key, index, live),
+                         columns=lambda pool: classify_lanes(eng, cfg, pool),
+                         unroll=ADVANCE_UNROLL[closed_form(rule).copy] if engine == "fast" else 1)
+
+
+def make_pool_ops(eng, cfg, block: int, sharding: jax.sharding.NamedSharding, *, fill, columns,
+                  unroll: int = 1) -> PoolOps:
+    """The XLA pool of any per-lane study: ``fill(key, index, live) -> (trial, slot)`` samples and
+    initializes lanes, ``columns(pool) -> dict`` gives each lane's result columns plus ``done``;
+    the slots are advanced by :func:`~dualjax.linear.montecarlo.slots.advance_slot` with ``eng``.
+    Everything is jitted, sharded over the mesh of ``sharding`` and donated where it can be."""
     on_mesh = lambda tree: jax.lax.with_sharding_constraint(tree, sharding)  # noqa: E731
     put = lambda x: jax.device_put(x, sharding)  # noqa: E731
 
-    def fill(key, index, live):
-        return on_mesh(fill_lanes(eng, cfg, key, index, live))
-
-    unroll = ADVANCE_UNROLL[closed_form(rule).copy] if engine == "fast" else 1
+    def fill_on_mesh(key, index, live):
+        return on_mesh(fill(key, index, live))
 
     def advance(pool):
         trial, slot = pool
@@ -73,18 +86,18 @@ def xla_pool(engine: str, rule: TeacherRule | ClosedForm, cfg: Config, block: in
 
     def refill(key, pool, index, mask):
         pick = lambda x, y: jnp.where(mask.reshape(mask.shape + (1,) * (y.ndim - 1)), x, y)  # noqa: E731
-        return jax.tree_util.tree_map(pick, fill(key, index, mask), pool)
+        return jax.tree_util.tree_map(pick, fill_on_mesh(key, index, mask), pool)
 
     def shrink(pool, take, live):
         trial, slot = jax.tree_util.tree_map(lambda x: x[take], pool)
         return on_mesh(trial), on_mesh(slot._replace(live=live))
 
-    fill_jit, classify_jit = jax.jit(fill), jax.jit(lambda pool: classify_lanes(eng, cfg, pool))
+    fill_jit, columns_jit = jax.jit(fill_on_mesh), jax.jit(columns)
     refill_jit, shrink_jit = jax.jit(refill, donate_argnums=1), jax.jit(shrink)
     advance_jit = jax.jit(advance, donate_argnums=0, compiler_options=_advance_options(sharding))
 
     def harvest(pool, occupied):
-        res = jax.device_get(classify_jit(pool))
+        res = jax.device_get(columns_jit(pool))
         lanes = np.flatnonzero(res.pop("done") & occupied)
         return lanes, {name: col[lanes] for name, col in res.items()}
 
