@@ -24,7 +24,7 @@ from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.engines import ClosedForm, fast_engine
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, classify_lanes, fill_lanes
 from dualjax.linear.montecarlo.slots import classify, init_slot
-from dualjax.linear.montecarlo.trials import Trial
+from dualjax.linear.montecarlo.trials import Trial, sample_trial
 
 # Lanes per host <-> JAX call of the kernel pool: classifying finished trials (one compiled size;
 # each call touches only the lanes that finished) and sampling fresh ones (ahead, in bigger batches).
@@ -100,18 +100,29 @@ class PackedOps(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
+def sampler(cfg: Config) -> Callable:
+    """``(key, index (lanes,)) -> Trial`` with a lane axis: :func:`pool.fill_lanes`'s sampling,
+    jitted once per study settings, so the rules of a study share it (its threefry draws are
+    most of the compile time of a cold study's JAX programs)."""
+    return jax.jit(jax.vmap(lambda k, i: sample_trial(k, i, cfg), in_axes=(None, 0)))
+
+
+@functools.lru_cache(maxsize=32)
 def packed_functions(form: ClosedForm, cfg: Config) -> PackedOps:
     """:class:`PackedOps` for a rule's closed form, jitted and cached (a repeated study does not
-    compile again)."""
+    compile again). ``fill`` is :func:`pool.fill_lanes` as two programs: the shared
+    :func:`sampler`, then the rule's initialization."""
     eng = fast_engine(form, cfg)
-    fill = functools.partial(fill_lanes, eng, cfg)
+    sample = sampler(cfg)
+    init = jax.jit(lambda trial, live: pack((trial, jax.vmap(lambda t, l: init_slot(eng, cfg, t, l))(trial, live)),
+                                            jnp))
     classify_ = functools.partial(classify_lanes, eng, cfg)
     example = (jax.random.PRNGKey(0), np.zeros(KERNEL_BATCH, np.int32), np.zeros(KERNEL_BATCH, bool))
-    pool_spec = pack_spec(jax.eval_shape(fill, *example))
+    pool_spec = pack_spec(jax.eval_shape(functools.partial(fill_lanes, eng, cfg), *example))
     result_spec = pack_spec(jax.eval_shape(lambda pool: classify_(unpack(pool, pool_spec, jnp)),
                                            jax.ShapeDtypeStruct((KERNEL_BATCH, pool_spec.width), jnp.float64)))
     return PackedOps(
-        fill=jax.jit(lambda key, index, live: pack(fill(key, index, live), jnp)),
+        fill=lambda key, index, live: init(sample(key, index), live),
         classify=jax.jit(lambda pool: pack(classify_(unpack(pool, pool_spec, jnp)), jnp)),
         pool_spec=pool_spec,
         result_spec=result_spec,

@@ -31,6 +31,7 @@ import importlib.util
 import math
 import os
 import sys
+import threading
 from typing import Callable
 
 import numpy as np
@@ -224,8 +225,37 @@ def _python_kernel(n: int, ema: bool, folder: str | None, options: dict) -> Call
     return sys.modules[name].advance
 
 
-@functools.lru_cache(maxsize=None)
+_KERNELS: dict[tuple, Callable] = {}  # the compiled kernels of this process
+# One kernel compiles at a time: the LLVM options are process-wide (another kernel's compile must
+# not reset them mid-way), and a kernel asked for while it compiles (prefetch) is built once.
+_BUILD_LOCK = threading.Lock()
+
+
 def _compile_kernel(n: int, ema: bool, folder: str | None) -> Callable:
+    with _BUILD_LOCK:
+        if (n, ema, folder) not in _KERNELS:
+            _KERNELS[n, ema, folder] = _build_kernel(n, ema, folder)
+        return _KERNELS[n, ema, folder]
+
+
+def prefetch(kernels: list[tuple[int, bool]]) -> threading.Thread:
+    """Compile (or load) the kernels ``[(n, ema), ...]`` on a background thread and return it.
+
+    numba's compile is mostly Python and LLVM calls that release the GIL, XLA's compile releases
+    it too: a cold study that starts this before tracing and compiling its JAX programs does
+    both at once on two cores. :func:`compile_kernel` waits for a kernel still being built."""
+    _require()
+    from dualjax import cache  # noqa: PLC0415
+
+    folder = cache.kernel_dir()  # read here: the caller's setting, whatever happens meanwhile
+    keys = [(int(n), bool(ema), None if folder is None else str(folder)) for n, ema in dict.fromkeys(kernels)]
+    thread = threading.Thread(target=lambda: [_compile_kernel(*key) for key in keys], daemon=True,
+                              name="dualjax-kernel-prefetch")
+    thread.start()
+    return thread
+
+
+def _build_kernel(n: int, ema: bool, folder: str | None) -> Callable:
     _require()
     import llvmlite.binding as llvm  # noqa: PLC0415 - see AVAILABLE
     import numba  # noqa: PLC0415

@@ -126,6 +126,10 @@ def study(
     if len(set(names)) != len(names):
         raise ValueError(f"the rules of a study need distinct names (the columns are keyed by name), got {names}")
     check_config(cfg)
+    if jax.default_backend() == "cpu":  # compile the kernels meanwhile the JAX programs compile
+        forms = [closed_form(r) for r in rules_ if resolve_engine(engine, cfg.n, True, r) == "kernel"]
+        if forms:
+            kernel.prefetch([(cfg.n, form.copy) for form in forms])
     bar = None
     if progress:
         from tqdm.auto import tqdm
