@@ -148,19 +148,27 @@ def child_run(trials, rule="sg", max_steps=60_000, engine="auto"):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# The command, then its peak RSS (VmHWM: of this address space, unlike ru_maxrss, which a child
+# inherits from the parent through fork) as the last line on stderr.
+COMMAND = ("import sys\nfrom dualjax.cli import main\nrc = main(sys.argv[1:])\n"
+           "print('VmHWM', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
+           "file=sys.stderr)\nsys.exit(rc)")
+
+
 def run_command(argv: list[str], env: dict[str, str]) -> dict:
-    """Run ``dualjax ARGV`` as a child process; its wall seconds, CPU seconds (user + system) and
-    peak RSS, from ``wait4`` (this child's own, not the maximum over every child)."""
+    """Run ``dualjax ARGV`` as a child process; its wall seconds, CPU seconds (user + system,
+    from ``wait4``: this child's own) and peak RSS (VmHWM)."""
     t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dualjax.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-c", COMMAND, *argv], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    err = proc.stderr.read()
+    err = proc.stderr.read().decode()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
-        raise RuntimeError(f"dualjax {' '.join(argv)} exited with {proc.returncode}: {err.decode()[-2000:]}")
-    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_mb": usage.ru_maxrss / 1024}
+        raise RuntimeError(f"dualjax {' '.join(argv)} exited with {proc.returncode}: {err[-2000:]}")
+    rss_kb = int(err.strip().splitlines()[-1].split()[1])
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_mb": rss_kb / 1024}
 
 
 def whole_process(trials: int = 10_000, n: int = 4, repeats: int = 2) -> list[tuple]:

@@ -190,8 +190,8 @@ def kernel_module(n: int, ema: bool, folder: str | os.PathLike, options: dict) -
     import numba  # noqa: PLC0415
 
     text = MODULE_HEADER + step_source(n, ema)
-    stamp = "\n".join([text, "dualjax kernel module 1", repr(NJIT_OPTIONS), repr(sorted(options.items())), numba.__version__,
-                        llvmlite.__version__])
+    stamp = "\n".join([text, "dualjax kernel module 1", repr(NJIT_OPTIONS), repr(sorted(options.items())),
+                        numba.__version__, llvmlite.__version__])
     name = f"dualjax_kernel_n{n}_{'ema' if ema else 'sg'}_{hashlib.sha256(stamp.encode()).hexdigest()[:16]}"
     path = os.path.join(folder, name + ".py")
     if not os.path.exists(path):
@@ -238,12 +238,15 @@ def _compile_kernel(n: int, ema: bool, folder: str | None) -> Callable:
         return _KERNELS[n, ema, folder]
 
 
-def prefetch(kernels: list[tuple[int, bool]]) -> threading.Thread:
-    """Compile (or load) the kernels ``[(n, ema), ...]`` on a background thread and return it.
+def prefetch(kernels: list[tuple[int, bool]]) -> threading.Thread | None:
+    """Compile (or load) the kernels ``[(n, ema), ...]`` on a background thread and return it
+    (None for no kernels).
 
     numba's compile is mostly Python and LLVM calls that release the GIL, XLA's compile releases
     it too: a cold study that starts this before tracing and compiling its JAX programs does
     both at once on two cores. :func:`compile_kernel` waits for a kernel still being built."""
+    if not kernels:
+        return None
     _require()
     from dualjax import cache  # noqa: PLC0415
 

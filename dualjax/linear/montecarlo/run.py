@@ -96,6 +96,14 @@ def run_points(trials: Trial, rule: rules.TeacherRule, cfg: Config = Config(), e
         return jax.device_get(jax.jit(jax.vmap(lambda t: run_to_end(eng, cfg, t)))(trials))
 
 
+def kernels_needed(rules_, n: int, engine: str = "auto") -> list[tuple[int, bool]]:
+    """The compiled kernels ``[(n, ema), ...]`` that running ``rules_`` at state size n on
+    ``engine`` uses on this process's default backend (for :func:`kernel.prefetch`)."""
+    if jax.default_backend() != "cpu" or not kernel.AVAILABLE:
+        return []
+    return [(n, closed_form(r).copy) for r in rules_ if resolve_engine(engine, n, True, r) == "kernel"]
+
+
 def study(
     trials: int,
     rules_: tuple[rules.TeacherRule, ...] | list[rules.TeacherRule] | None = None,
@@ -126,10 +134,7 @@ def study(
     if len(set(names)) != len(names):
         raise ValueError(f"the rules of a study need distinct names (the columns are keyed by name), got {names}")
     check_config(cfg)
-    if jax.default_backend() == "cpu":  # compile the kernels meanwhile the JAX programs compile
-        forms = [closed_form(r) for r in rules_ if resolve_engine(engine, cfg.n, True, r) == "kernel"]
-        if forms:
-            kernel.prefetch([(cfg.n, form.copy) for form in forms])
+    kernel.prefetch(kernels_needed(rules_, cfg.n, engine))  # compiled meanwhile the JAX programs compile
     bar = None
     if progress:
         from tqdm.auto import tqdm
