@@ -41,6 +41,10 @@ COLORS = {"outer": "#1b9e77", "origin": "#d95f02", "inner": "#7570b3", "not_conv
 # An instance with well separated circles: Δ = 0.16, r₁ = 0.2, r₂ = 1.0.
 EXAMPLE = {"rho": 0.5, "tau": 0.6, "lam": 0.1}
 
+# The trajectories' starts and the energy cases (padded) are batches of this many paths of the
+# same length, so a study's figures compile one path program per rule (~0.6 s each, cold).
+PATH_BATCH = 10
+
 
 def default_rules() -> tuple[rules.TeacherRule, ...]:
     """The paper's pair: SG and EMA with α = 0.99."""
@@ -99,7 +103,7 @@ def _circles(ax, rho, tau, lam):
 
 
 def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
-                      num_starts=10, seed=0, num_steps=6000) -> str:
+                      num_starts=PATH_BATCH, seed=0, num_steps=20_000, every=20) -> str:
     """Trajectories of a ∈ R² (n = 2) for each rule (default SG and EMA) from the same starts,
     with S₁ and S₂."""
     rules_ = default_rules() if rules_ is None else rules_
@@ -112,7 +116,8 @@ def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau
     for ax, rule in zip(axes[0], rules_):
         r1, r2 = _circles(ax, rho, tau, lam)
         full = np.full(num_starts, 1.0)
-        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps)
+        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps,
+                                every=every)
         for a in paths:
             end = np.linalg.norm(a[-1])
             c = COLORS["outer"] if abs(end - r2) < 1e-2 * (1 + r2) else (
@@ -245,12 +250,14 @@ def plot_energy(path, cases: list[dict], *, eta=0.05, num_steps=20_000, every=20
     return str(path)
 
 
-def _case_paths(cases: list[dict], **kwargs) -> list[tuple]:
-    """:func:`run_paths` of each case (a_t, E_t, F_t), one batched run per rule."""
+def _case_paths(cases: list[dict], batch: int = PATH_BATCH, **kwargs) -> list[tuple]:
+    """:func:`run_paths` of each case (a_t, E_t, F_t), one batched run per rule, padded (by
+    repeating its last case) to a multiple of ``batch`` paths."""
     out: list = [None] * len(cases)
     for rule in dict.fromkeys(case["rule"] for case in cases):
         rows = [i for i, case in enumerate(cases) if case["rule"] == rule]
-        res = run_paths(rule, *([cases[i][k] for i in rows] for k in ("a0", "B0", "rho", "tau", "lam")), **kwargs)
+        padded = rows + rows[-1:] * (-len(rows) % batch)
+        res = run_paths(rule, *([cases[i][k] for i in padded] for k in ("a0", "B0", "rho", "tau", "lam")), **kwargs)
         for j, i in enumerate(rows):
             out[i] = tuple(x[j] for x in res)
     return out
