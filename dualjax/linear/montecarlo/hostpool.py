@@ -31,6 +31,11 @@ from dualjax.linear.montecarlo.trials import Trial, sample_trial
 KERNEL_BATCH = 256
 KERNEL_SAMPLE_BATCH = 2048
 KERNEL_ROW_PAD = 24
+# XLA's CPU backend at LLVM -O1 for the host pool's JAX programs: their compile is most of a
+# cold study's (threefry's unrolled rounds), -O1 halves it, they run once per batch of trials
+# (not per step, so their speed hardly matters), and they give the same bits (tests compare
+# the trials and verdicts with the XLA pool's, byte-identical trials.csv checked).
+HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 # --------------------------------------------------------------------------- packing a pytree
@@ -104,7 +109,8 @@ def sampler(cfg: Config) -> Callable:
     """``(key, index (lanes,)) -> Trial`` with a lane axis: :func:`pool.fill_lanes`'s sampling,
     jitted once per study settings, so the rules of a study share it (its threefry draws are
     most of the compile time of a cold study's JAX programs)."""
-    return jax.jit(jax.vmap(lambda k, i: sample_trial(k, i, cfg), in_axes=(None, 0)))
+    return jax.jit(jax.vmap(lambda k, i: sample_trial(k, i, cfg), in_axes=(None, 0)),
+                   compiler_options=HOST_COMPILER_OPTIONS)
 
 
 @functools.lru_cache(maxsize=32)
@@ -115,7 +121,7 @@ def packed_functions(form: ClosedForm, cfg: Config) -> PackedOps:
     eng = fast_engine(form, cfg)
     sample = sampler(cfg)
     init = jax.jit(lambda trial, live: pack((trial, jax.vmap(lambda t, l: init_slot(eng, cfg, t, l))(trial, live)),
-                                            jnp))
+                                            jnp), compiler_options=HOST_COMPILER_OPTIONS)
     classify_ = functools.partial(classify_lanes, eng, cfg)
     example = (jax.random.PRNGKey(0), np.zeros(KERNEL_BATCH, np.int32), np.zeros(KERNEL_BATCH, bool))
     pool_spec = pack_spec(jax.eval_shape(functools.partial(fill_lanes, eng, cfg), *example))
@@ -123,7 +129,8 @@ def packed_functions(form: ClosedForm, cfg: Config) -> PackedOps:
                                            jax.ShapeDtypeStruct((KERNEL_BATCH, pool_spec.width), jnp.float64)))
     return PackedOps(
         fill=lambda key, index, live: init(sample(key, index), live),
-        classify=jax.jit(lambda pool: pack(classify_(unpack(pool, pool_spec, jnp)), jnp)),
+        classify=jax.jit(lambda pool: pack(classify_(unpack(pool, pool_spec, jnp)), jnp),
+                         compiler_options=HOST_COMPILER_OPTIONS),
         pool_spec=pool_spec,
         result_spec=result_spec,
     )
