@@ -28,7 +28,6 @@ import concurrent.futures
 import functools
 import hashlib
 import importlib.util
-import math
 import os
 import sys
 import threading
