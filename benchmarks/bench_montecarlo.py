@@ -15,9 +15,14 @@ Everything in one run, on this machine, with the study's default settings (n = 2
 * the arithmetic limit: flops per trial-step (XLA's cost analysis of the compiled step,
   cross-checked by hand) × total trial-steps / peak flops (measured single-core float64 DGEMM);
 * 1,000,000 SG trials in a subprocess per engine (chunked pool; its peak RSS, and the RSS of a
-  10,000 trial subprocess for comparison).
+  10,000 trial subprocess for comparison);
+* the whole process (:func:`whole_process`): ``dualjax montecarlo --trials 10000 --rules sg,ema
+  --n 4`` run as a command, with and without figures, on a cold compilation cache (a fresh
+  folder), a warm one (the same folder again) and none (``--no-cache``): wall seconds, CPU
+  seconds and peak RSS of the child, best of ``--repeats``.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_montecarlo.py [--million] [--loop-trials 20]
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/bench_montecarlo.py --whole-process-only
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -142,16 +148,91 @@ def child_run(trials, rule="sg", max_steps=60_000, engine="auto"):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# The command, then its peak RSS (VmHWM: of this address space, unlike ru_maxrss, which a child
+# inherits from the parent through fork) as the last line on stderr.
+COMMAND = ("import sys\nfrom dualjax.cli import main\nrc = main(sys.argv[1:])\n"
+           "print('VmHWM', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0], "
+           "file=sys.stderr)\nsys.exit(rc)")
+
+
+def run_command(argv: list[str], env: dict[str, str]) -> dict:
+    """Run ``dualjax ARGV`` as a child process; its wall seconds, CPU seconds (user + system,
+    from ``wait4``: this child's own) and peak RSS (VmHWM)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", COMMAND, *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    err = proc.stderr.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"dualjax {' '.join(argv)} exited with {proc.returncode}: {err[-2000:]}")
+    rss_kb = int(err.strip().splitlines()[-1].split()[1])
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_mb": rss_kb / 1024}
+
+
+def whole_process(trials: int = 10_000, n: int = 4, repeats: int = 2) -> list[tuple]:
+    """``dualjax montecarlo --trials T --rules sg,ema --n N`` as a whole process, with and without
+    figures, on a cold cache (a fresh ``DUALJAX_CACHE_DIR``), a warm one (the folder a cold run
+    filled) and none (``--no-cache``); each the best of ``repeats`` runs by wall time.
+    Returns rows (figures, cache, wall s, CPU s, peak RSS MB)."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="dualjax-bench-") as tmp:
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+        env.pop("DUALJAX_NO_CACHE", None)
+        count = iter(range(10**6))
+        for figures in (False, True):
+            base = ["montecarlo", "--trials", str(trials), "--rules", "sg,ema", "--n", str(n)]
+            base += [] if figures else ["--no-figures"]
+
+            def best(extra, cache_dir):
+                runs = [run_command([*base, *extra, "--out", os.path.join(tmp, f"out{next(count)}")],
+                                    {**env, "DUALJAX_CACHE_DIR": cache_dir()}) for _ in range(repeats)]
+                return min(runs, key=lambda r: r["wall"])
+
+            folders = []
+
+            def fresh():
+                folders.append(os.path.join(tmp, f"cache{next(count)}"))
+                return folders[-1]
+
+            for cache, extra, cache_dir in (("none (--no-cache)", ["--no-cache"], fresh),
+                                            ("cold (empty folder)", [], fresh),
+                                            ("warm (same folder again)", [], lambda: folders[-1])):
+                r = best(extra, cache_dir)
+                rows.append(("with figures" if figures else "--no-figures", cache, r["wall"], r["cpu"],
+                             r["maxrss_mb"]))
+                print(f"whole process, {rows[-1][0]}, cache {cache}: {r['wall']:.1f} s wall, {r['cpu']:.1f} s CPU, "
+                      f"{r['maxrss_mb']:.0f} MB peak RSS", flush=True)
+    return rows
+
+
+def print_whole_process(rows, trials: int, n: int) -> None:
+    print(f"\n| `dualjax montecarlo --trials {trials} --rules sg,ema --n {n}` | compilation cache | wall s | "
+          "CPU s | peak RSS (MB) |")
+    print("|---|---|---|---|---|")
+    for figures, cache, wall, cpu, rss in rows:
+        print(f"| {figures} | {cache} | {wall:.1f} | {cpu:.1f} | {rss:.0f} |")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--trials", type=int, default=10_000)
     p.add_argument("--loop-trials", type=int, default=20)
     p.add_argument("--repeats", type=int, default=2, help="best of this many timings (shared machines)")
     p.add_argument("--million", action="store_true", help="also run 1,000,000 SG trials (minutes)")
+    p.add_argument("--whole-process-only", action="store_true",
+                   help="only the whole-process rows (the command, cold / warm / no cache, with and without figures)")
+    p.add_argument("--whole-process-n", type=int, default=4, help="state size n of the whole-process rows")
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         _child(int(args.child[0]), args.child[1], int(args.child[2]), args.child[3])
+        return 0
+    if args.whole_process_only:
+        print(f"machine: {os.cpu_count()} CPUs visible, load average {os.getloadavg()[0]:.1f} (1 min)")
+        print_whole_process(whole_process(args.trials, args.whole_process_n, args.repeats), args.trials,
+                            args.whole_process_n)
         return 0
 
     import jax
@@ -270,6 +351,9 @@ def main(argv=None) -> int:
         print(f"| ours: compiled kernel, all {cores} cores (threads={cores}) | {rule} | {args.trials} | {sec:.3f} | "
               f"{args.trials / sec:.4g} | {sec / ours[rule]:.2f} | measured, not in the single-core comparison |")
     print(f"\ncompile (first calls, 256 trials, both rules, {' and '.join(engines)}): {compile_s:.1f} s")
+
+    print_whole_process(whole_process(args.trials, args.whole_process_n, args.repeats), args.trials,
+                        args.whole_process_n)
 
     if args.million:
         print("\n| engine (1 thread) | SG trials (subprocess) | seconds (incl. compile) | trials/s | peak RSS (MB) | outer fraction |")

@@ -6,6 +6,10 @@ One convention for every command (:mod:`dualjax.errors`): bad input exits with 2
 the work with 1, each with one line ``dualjax <command>: error: <message>`` on stderr and no
 traceback (``--debug`` or ``DUALJAX_DEBUG=1`` adds it). The library's log messages (a corrupt
 checkpoint moved aside, a resume from step 0) go to stderr as ``dualjax <command>: <message>``.
+
+Every command keeps what it compiles (XLA programs, the Monte Carlo kernels) in the user's cache
+folder (:mod:`dualjax.cache`), so that running it again does not compile again; ``--no-cache`` or
+``DUALJAX_NO_CACHE=1`` turns that off.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import os
 import sys
 import traceback
 
-from dualjax import errors
+from dualjax import cache, errors
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -67,18 +71,36 @@ def _available() -> dict[str, tuple[str, str]]:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="dualjax", description="dualjax: SG / EMA / plain dynamics of non-contrastive SSL, checked by computation.")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DUALJAX_DEBUG=1)")
+    _global_flags(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in _available().items():
         sub.add_parser(name, help=help_, add_help=False)
     return parser
 
 
+def _global_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every command takes, before or after its name."""
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DUALJAX_DEBUG=1)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help=f"do not keep compiled programs in {cache.default_dir()} (or {cache.NO_CACHE_ENV}=1)")
+
+
+def _enable_cache(prog: str) -> None:
+    """The compilation caches in the user's cache folder; a folder that cannot be made costs only
+    the compile time, so it is a warning, not an error."""
+    try:
+        cache.enable()
+    except OSError as err:
+        print(f"{prog}: warning: compilation cache off ({_one_line(err)})", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = os.environ.get("DUALJAX_DEBUG", "") not in ("", "0")
-    if argv and argv[0] == "--debug":
-        argv, debug = argv[1:], True
+    no_cache = cache.disabled_by_env()
+    while argv and argv[0] in ("--debug", "--no-cache"):
+        debug, no_cache = debug or argv[0] == "--debug", no_cache or argv[0] == "--no-cache"
+        argv = argv[1:]
     available = _available()
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in available:
         if argv and argv[0] not in ("-h", "--help"):
@@ -93,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(available[name][0])
         parser = Parser(prog=prog, description=available[name][1])
         module.add_arguments(parser)
-        parser.add_argument("--debug", action="store_true", help="show the traceback of an error (or DUALJAX_DEBUG=1)")
+        _global_flags(parser)
         args = parser.parse_args(argv[1:])
         debug = debug or args.debug
+        if not (no_cache or args.no_cache):
+            _enable_cache(prog)
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)

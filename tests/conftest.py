@@ -4,6 +4,9 @@
   more XLA threads than devices, or collectives deadlock.
 * Mathematics is checked in float64: every test runs under ``jax.enable_x64(True)`` except
   those marked ``float32`` or living under ``tests/vjepa`` (training code runs in float32).
+* The compilation caches of :mod:`dualjax.cache` are off (``DUALJAX_NO_CACHE=1``, inherited by
+  the commands the tests start), so the suite never writes to the user's cache folder; the tests
+  of the cache itself turn it on in a temporary folder.
 """
 
 import os
@@ -12,6 +15,7 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("NPROC", "16")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["DUALJAX_NO_CACHE"] = "1"
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

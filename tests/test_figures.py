@@ -3,7 +3,6 @@
 legend entries that match what is drawn, and the instance stated. The figure is caught at
 :func:`dualjax.style.save`, before it is closed."""
 
-import matplotlib
 import numpy as np
 import pytest
 from matplotlib.colors import to_hex

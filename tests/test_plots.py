@@ -39,3 +39,27 @@ def test_trajectories_basins_and_energy(tmp_path):
     assert a.shape == (1, 21, 2) and E.shape == F.shape == (1, 21)
     assert np.isclose(E[0, 0], F[0, 0])  # ξ₀ = θ₀
     assert _is_png(figures.plot_energy(tmp_path / "energy.png", [case], num_steps=400, every=20))
+
+
+def test_energy_cases_are_the_study_trials_and_batched_paths_are_single_paths():
+    """The picked cases carry trial i's own data (sample_trial at its index, through the study's
+    sampler), and the paths of several cases of one rule, run as one batch, are each case's own."""
+    import jax
+
+    cfg = mc.Config(max_steps=20_000)
+    pair = [rules.sg(), rules.ema(0.99)]
+    results = mc.study(200, pair, cfg, seed=3)
+    cases = figures.energy_cases(results, cfg, 3, pair)
+    assert [c["rule"].name for c in cases] == ["sg", "ema", "sg"]  # S₂ for each rule, then a collapse
+    for case in cases:
+        idx = int(case["label"].split("trial ")[1].rstrip(")"))
+        tr = mc.sample_trial(jax.random.PRNGKey(3), idx, cfg)
+        assert (case["rho"], case["tau"], case["lam"]) == (float(tr.rho), float(tr.tau), float(tr.lam))
+        np.testing.assert_array_equal(case["a0"], np.asarray(tr.a0))
+        np.testing.assert_array_equal(case["B0"], np.asarray(tr.B0))
+    together = figures._case_paths(cases, eta=cfg.eta, num_steps=300, every=30)
+    for case, paths in zip(cases, together):
+        alone = figures.run_paths(case["rule"], [case["a0"]], [case["B0"]], [case["rho"]], [case["tau"]],
+                                  [case["lam"]], eta=cfg.eta, num_steps=300, every=30)
+        for x, y in zip(paths, alone):
+            np.testing.assert_allclose(x, y[0], rtol=1e-12, atol=1e-15)

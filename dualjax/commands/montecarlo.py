@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_general(args, rules)
     cfg = mc.check_config(configs.from_flags(args, mc.Config()))
     outputs.check(args.out, overwrite=args.overwrite)
+    if not args.no_figures:  # the basin maps' n = 2 kernels, compiled meanwhile, after the study's own
+        mc.kernel.prefetch(mc.kernels_needed(rules, cfg.n, args.engine) + mc.kernels_needed(rules, 2))
     t0 = time.perf_counter()
     results = mc.study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
                        devices=args.devices, threads=args.threads, progress=True)

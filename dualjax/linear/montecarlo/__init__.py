@@ -88,7 +88,7 @@ from dualjax.linear.montecarlo.slots import (
     run_trial,
     slot_active,
 )
-from dualjax.linear.montecarlo.run import resolve_rules, run_points, run_trials, study
+from dualjax.linear.montecarlo.run import kernels_needed, resolve_rules, run_points, run_trials, study
 from dualjax.linear.montecarlo.stats import PAPER, summarize, summary, wilson
 from dualjax.linear.montecarlo.trials import Trial, sample_trial, trial_moments
 from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_trials_csv
@@ -100,7 +100,8 @@ __all__ = [
     "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
     "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "ClosedForm", "Config", "Engine", "FastState",
     "PoolOps", "Slot", "Trial", "advance_slot", "check_config", "classify", "closed_form", "fast_engine",
-    "finish_slot", "get_engine", "init_slot", "kernel", "make_mesh", "resolve_engine", "rules_engine",
+    "finish_slot", "get_engine", "init_slot", "kernel", "kernels_needed", "make_mesh", "resolve_engine",
+    "rules_engine",
     "run_points", "run_pool", "run_to_end", "run_trial", "run_trials", "sample_trial", "slot_active", "study",
     "summarize", "summary", "trial_moments", "wilson", "write_study", "write_trials_csv",
 ]

@@ -17,6 +17,7 @@ basin maps run their grid of starts through :func:`~dualjax.linear.montecarlo.ru
 
 from __future__ import annotations
 
+import functools
 import os
 
 # No matplotlib.use(): figures are saved with savefig, which works under any backend, and
@@ -33,12 +34,17 @@ from dualjax.linear import model, spheres  # noqa: E402
 from dualjax.linear.montecarlo.config import Config  # noqa: E402
 from dualjax.linear.montecarlo.slots import ORIGIN, OUTCOMES, OUTER  # noqa: E402
 from dualjax.linear.montecarlo.run import run_points  # noqa: E402
-from dualjax.linear.montecarlo.trials import Trial, sample_trial  # noqa: E402
+from dualjax.linear.montecarlo.hostpool import KERNEL_SAMPLE_BATCH, sampler  # noqa: E402
+from dualjax.linear.montecarlo.trials import Trial  # noqa: E402
 
 COLORS = style.OUTCOME_COLORS  # where a run ended; the spheres are drawn in style.SPHERE_STYLE on top
 
 # An instance with well separated circles: Δ = 0.16, r₁ = 0.2, r₂ = 1.0.
 EXAMPLE = {"rho": 0.5, "tau": 0.6, "lam": 0.1}
+
+# The trajectories' starts and the energy cases (padded) are batches of this many paths of the
+# same length, so a study's figures compile one path program per rule (~0.6 s each, cold).
+PATH_BATCH = 10
 
 
 def default_rules() -> tuple[rules.TeacherRule, ...]:
@@ -61,6 +67,16 @@ def run_paths(rule: rules.TeacherRule, a0, B0, rho, tau, lam, *, eta=0.05, num_s
     Returns arrays of shapes (P, T, n), (P, T), (P, T) with T = num_steps // every + 1.
     """
     rules.check_rule(rule)
+    with jax.enable_x64(True):
+        args = [jnp.asarray(np.asarray(x, np.float64)) for x in (a0, B0, rho, tau, lam)]
+        a, E, F = _paths_function(rule, float(eta), int(num_steps), int(every))(*args)
+    return np.asarray(a), np.asarray(E), np.asarray(F)
+
+
+@functools.lru_cache(maxsize=16)
+def _paths_function(rule: rules.TeacherRule, eta: float, num_steps: int, every: int):
+    """:func:`run_paths`'s jitted batch, one per setting: the figures of a study ask for the same
+    rule's paths more than once."""
 
     def one(a, B, r, t, l):
         obj = model.objective(l)
@@ -74,10 +90,7 @@ def run_paths(rule: rules.TeacherRule, a0, B0, rho, tau, lam, *, eta=0.05, num_s
         return (jnp.concatenate([a[None], snaps["theta"][:, :, 0]]), jnp.concatenate([E0[None], snaps["E"]]),
                 jnp.concatenate([F0[None], snaps["F"]]))
 
-    with jax.enable_x64(True):
-        args = [jnp.asarray(np.asarray(x, np.float64)) for x in (a0, B0, rho, tau, lam)]
-        a, E, F = jax.jit(jax.vmap(one))(*args)
-    return np.asarray(a), np.asarray(E), np.asarray(F)
+    return jax.jit(jax.vmap(one))
 
 
 def _circles(ax, rho, tau, lam):
@@ -103,7 +116,7 @@ def _outcome_of_end(a_end, r2) -> str:
 
 @style.styled
 def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau"], lam=EXAMPLE["lam"], eta=0.05,
-                      num_starts=10, seed=0, num_steps=6000) -> str:
+                      num_starts=PATH_BATCH, seed=0, num_steps=20_000, every=20) -> str:
     """Trajectories of a ∈ R² (n = 2) for each rule (default SG and EMA) from the same starts,
     with S₁ and S₂."""
     rules_ = default_rules() if rules_ is None else rules_
@@ -117,7 +130,8 @@ def plot_trajectories(path, rules_=None, *, rho=EXAMPLE["rho"], tau=EXAMPLE["tau
     for ax, rule in zip(axes[0], rules_):
         r1, r2 = _circles(ax, rho, tau, lam)
         full = np.full(num_starts, 1.0)
-        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps)
+        paths, _, _ = run_paths(rule, starts, B0s, rho * full, tau * full, lam * full, eta=eta, num_steps=num_steps,
+                                every=every)
         for a in paths:
             outcome = _outcome_of_end(a[-1], r2)
             ends.add(outcome)
@@ -241,9 +255,7 @@ def plot_energy(path, cases: list[dict], *, eta=0.05, num_steps=20_000, every=20
     Each case is a dict with ``rule`` (a TeacherRule), ``rho, tau, lam, a0, B0`` and an optional ``label``.
     """
     fig, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 3.8), squeeze=False)
-    for ax, case in zip(axes[0], cases):
-        a, E, F = (x[0] for x in run_paths(case["rule"], [case["a0"]], [case["B0"]], [case["rho"]], [case["tau"]],
-                                            [case["lam"]], eta=eta, num_steps=num_steps, every=every))
+    for ax, case, (a, E, F) in zip(axes[0], cases, _case_paths(cases, eta=eta, num_steps=num_steps, every=every)):
         t = np.arange(E.size) * every
         _energy_panel(ax, t, E, F, case, a[-1])
     fig.suptitle(r"Prop 3.1: SG / EMA do not decrease $E$ (or $F$) monotonically; a collapsing run as control")
@@ -272,6 +284,19 @@ def _energy_panel(ax, t, E, F, case, a_end) -> None:
     ax.grid(alpha=0.3)
 
 
+def _case_paths(cases: list[dict], batch: int = PATH_BATCH, **kwargs) -> list[tuple]:
+    """:func:`run_paths` of each case (a_t, E_t, F_t), one batched run per rule, padded (by
+    repeating its last case) to a multiple of ``batch`` paths."""
+    out: list = [None] * len(cases)
+    for rule in dict.fromkeys(case["rule"] for case in cases):
+        rows = [i for i, case in enumerate(cases) if case["rule"] == rule]
+        padded = rows + rows[-1:] * (-len(rows) % batch)
+        res = run_paths(rule, *([cases[i][k] for i in padded] for k in ("a0", "B0", "rho", "tau", "lam")), **kwargs)
+        for j, i in enumerate(rows):
+            out[i] = tuple(x[j] for x in res)
+    return out
+
+
 def energy_cases(results: dict, cfg, seed: int, rules_, max_cases: int = 3) -> list[dict]:
     """Pick sample trials of a study for :func:`plot_energy`: for each rule a trial that reached
     S₂ with E increasing, and a collapsed trial of the first rule."""
@@ -286,12 +311,19 @@ def energy_cases(results: dict, cfg, seed: int, rules_, max_cases: int = 3) -> l
         if sel.size == 0 or name not in by_name:
             continue
         best = sel[np.argmax(cols["max_E_rise"][sel])] if want == OUTER else sel[0]  # most visible rise
-        idx = int(cols["index"][best])
-        with jax.enable_x64(True):
-            tr = sample_trial(jax.random.PRNGKey(seed), idx, cfg)
-        picks.append({"rule": by_name[name], "rho": float(tr.rho), "tau": float(tr.tau), "lam": float(tr.lam),
-                      "a0": np.asarray(tr.a0), "B0": np.asarray(tr.B0), "label": f"{label} (trial {idx})"})
-    return picks[:max_cases]
+        picks.append((name, int(cols["index"][best]), label))
+    picks = picks[:max_cases]
+    if not picks:
+        return []
+    # The study's own sampler (compiled for the kernel pool's batch; the picks padded to it), so
+    # the trials are those of the study and a study on the kernel engine compiles nothing here.
+    index = np.zeros(KERNEL_SAMPLE_BATCH, np.int32)
+    index[:len(picks)] = [idx for _, idx, _ in picks]
+    with jax.enable_x64(True):
+        trials = jax.device_get(sampler(cfg)(jax.random.PRNGKey(seed), index))
+    return [{"rule": by_name[name], "rho": float(trials.rho[i]), "tau": float(trials.tau[i]),
+             "lam": float(trials.lam[i]), "a0": np.asarray(trials.a0[i]), "B0": np.asarray(trials.B0[i]),
+             "label": f"{label} (trial {idx})"} for i, (name, idx, label) in enumerate(picks)]
 
 
 def study_figures(out_dir, results: dict, summ: dict, cfg, rules_, fmt: str = "png") -> list[str]:

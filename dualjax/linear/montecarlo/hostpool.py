@@ -24,13 +24,18 @@ from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.engines import ClosedForm, fast_engine
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, classify_lanes, fill_lanes
 from dualjax.linear.montecarlo.slots import classify, init_slot
-from dualjax.linear.montecarlo.trials import Trial
+from dualjax.linear.montecarlo.trials import Trial, sample_trial
 
 # Lanes per host <-> JAX call of the kernel pool: classifying finished trials (one compiled size;
 # each call touches only the lanes that finished) and sampling fresh ones (ahead, in bigger batches).
 KERNEL_BATCH = 256
 KERNEL_SAMPLE_BATCH = 2048
 KERNEL_ROW_PAD = 24
+# XLA's CPU backend at LLVM -O1 for the host pool's JAX programs: their compile is most of a
+# cold study's (threefry's unrolled rounds), -O1 halves it, they run once per batch of trials
+# (not per step, so their speed hardly matters), and they give the same bits (tests compare
+# the trials and verdicts with the XLA pool's, byte-identical trials.csv checked).
+HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 # --------------------------------------------------------------------------- packing a pytree
@@ -100,19 +105,32 @@ class PackedOps(NamedTuple):
 
 
 @functools.lru_cache(maxsize=32)
+def sampler(cfg: Config) -> Callable:
+    """``(key, index (lanes,)) -> Trial`` with a lane axis: :func:`pool.fill_lanes`'s sampling,
+    jitted once per study settings, so the rules of a study share it (its threefry draws are
+    most of the compile time of a cold study's JAX programs)."""
+    return jax.jit(jax.vmap(lambda k, i: sample_trial(k, i, cfg), in_axes=(None, 0)),
+                   compiler_options=HOST_COMPILER_OPTIONS)
+
+
+@functools.lru_cache(maxsize=32)
 def packed_functions(form: ClosedForm, cfg: Config) -> PackedOps:
     """:class:`PackedOps` for a rule's closed form, jitted and cached (a repeated study does not
-    compile again)."""
+    compile again). ``fill`` is :func:`pool.fill_lanes` as two programs: the shared
+    :func:`sampler`, then the rule's initialization."""
     eng = fast_engine(form, cfg)
-    fill = functools.partial(fill_lanes, eng, cfg)
+    sample = sampler(cfg)
+    init = jax.jit(lambda trial, live: pack((trial, jax.vmap(lambda t, l: init_slot(eng, cfg, t, l))(trial, live)),
+                                            jnp), compiler_options=HOST_COMPILER_OPTIONS)
     classify_ = functools.partial(classify_lanes, eng, cfg)
     example = (jax.random.PRNGKey(0), np.zeros(KERNEL_BATCH, np.int32), np.zeros(KERNEL_BATCH, bool))
-    pool_spec = pack_spec(jax.eval_shape(fill, *example))
+    pool_spec = pack_spec(jax.eval_shape(functools.partial(fill_lanes, eng, cfg), *example))
     result_spec = pack_spec(jax.eval_shape(lambda pool: classify_(unpack(pool, pool_spec, jnp)),
                                            jax.ShapeDtypeStruct((KERNEL_BATCH, pool_spec.width), jnp.float64)))
     return PackedOps(
-        fill=jax.jit(lambda key, index, live: pack(fill(key, index, live), jnp)),
-        classify=jax.jit(lambda pool: pack(classify_(unpack(pool, pool_spec, jnp)), jnp)),
+        fill=lambda key, index, live: init(sample(key, index), live),
+        classify=jax.jit(lambda pool: pack(classify_(unpack(pool, pool_spec, jnp)), jnp),
+                         compiler_options=HOST_COMPILER_OPTIONS),
         pool_spec=pool_spec,
         result_spec=result_spec,
     )

@@ -109,6 +109,14 @@ def resolve_rules(rules_) -> list[rules.TeacherRule]:
     return out
 
 
+def kernels_needed(rules_, n: int, engine: str = "auto") -> list[tuple[int, bool]]:
+    """The compiled kernels ``[(n, ema), ...]`` that running ``rules_`` at state size n on
+    ``engine`` uses on this process's default backend (for :func:`kernel.prefetch`)."""
+    if jax.default_backend() != "cpu" or not kernel.AVAILABLE:
+        return []
+    return [(n, closed_form(r).copy) for r in rules_ if resolve_engine(engine, n, True, r) == "kernel"]
+
+
 def study(
     trials: int,
     rules_: tuple[rules.TeacherRule, ...] | list[rules.TeacherRule] | None = None,
@@ -134,6 +142,7 @@ def study(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     rules_ = resolve_rules(rules_)
     check_config(cfg)
+    kernel.prefetch(kernels_needed(rules_, cfg.n, engine))  # compiled meanwhile the JAX programs compile
     bar = None
     if progress:
         from tqdm.auto import tqdm
