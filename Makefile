@@ -50,7 +50,7 @@ reproduce: $(STAMP)
 	$(VENV)/bin/dualjax reproduce --out $(OUT) --overwrite
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=15 tests
 
 clean:
 	rm -rf $(VENV) runs
