@@ -82,6 +82,7 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
     E and on the teacher's lag, from the rule's properties."""
     if not records:
         raise ValueError("the run has no records (empty metrics.jsonl)")
+    teacher_rule = rules.get(teacher) if teacher in rules.names() else None  # default options
     ref = collapse.reference(records)
     flags = [(r["step"], collapse.check(r, ref, rule)) for r in records if r.get("rank_teacher") is not None]
     out: dict = {"records": len(records), "last_step": records[-1]["step"], "teacher": teacher, "rule": rule._asdict()}
@@ -123,21 +124,16 @@ def diagnose_run(records: Sequence[dict], teacher: str | None = None, rule: coll
         if s_first and last.get("rank_student") is not None and last["rank_student"] < 0.5 * s_first and not why_last:
             lines.append(f"  note: the student's rank fell to {100 * last['rank_student'] / s_first:.0f} % of its first "
                          f"value ({s_first:.1f} -> {last['rank_student']:.1f})"
-                         + ("; the teacher copy follows it with a lag" if _rule(teacher) and _rule(teacher).carries_teacher
+                         + ("; the teacher copy follows it with a lag" if teacher_rule and teacher_rule.carries_teacher
                             else ""))
         for d in out["rank_drops"][:8]:
             lines.append(f"  rank drop: step {d['from_step']} -> {d['step']}: teacher rank {d['from']:.1f} -> {d['to']:.1f}")
-    lines.extend(_energy_lines(records, teacher, out))
+    lines.extend(_energy_lines(records, teacher, teacher_rule, out))
     out["lines"] = lines
     return out
 
 
-def _rule(teacher: str | None) -> rules.TeacherRule | None:
-    """The registered rule of that name with its default options (None: unknown or not given)."""
-    return rules.get(teacher) if teacher in rules.names() else None
-
-
-def _energy_lines(records, teacher, out) -> list[str]:
+def _energy_lines(records, teacher: str | None, teacher_rule: rules.TeacherRule | None, out) -> list[str]:
     steps, E = _series(records, "E")
     if not len(E):
         return []
@@ -145,9 +141,8 @@ def _energy_lines(records, teacher, out) -> list[str]:
     out.update(E_first=float(E[0]), E_min=float(E[k]), E_min_step=int(steps[k]), E_last=float(E[-1]))
     lines = [f"E: {E[0]:.4g} -> min {E[k]:.4g} at step {steps[k]} -> {E[-1]:.4g} at step {steps[-1]}"]
     rose = E[-1] > E[k] + 0.05 * abs(E[k]) and k < len(E) - 1
-    rule = _rule(teacher)
-    descends_E = rule is not None and rules.passes_gradient(rule)
-    if rose and rule is not None and not descends_E:
+    descends_E = teacher_rule is not None and rules.passes_gradient(teacher_rule)
+    if rose and teacher_rule is not None and not descends_E:
         lines.append(f"  E rose {100 * (E[-1] - E[k]) / abs(E[k]):.0f} % after its minimum: expected under "
                      f"{teacher.upper()}, which does not minimize E (Prop 3.1): not by itself collapse, the ranks say that")
     elif descends_E and out.get("verdict", "").startswith("collapsed"):

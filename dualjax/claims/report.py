@@ -12,7 +12,7 @@ import base64
 import html
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
 from dualjax import outputs
 
@@ -46,7 +46,7 @@ class Finding(NamedTuple):
     measured: str
     verdict: str
     why: str
-    figures: list[str] = []
+    figures: Sequence[str] = ()
     data: dict[str, Any] | None = None
 
 
