@@ -7,15 +7,39 @@
 * The compilation caches of :mod:`dualjax.cache` are off (``DUALJAX_NO_CACHE=1``, inherited by
   the commands the tests start), so the suite never writes to the user's cache folder; the tests
   of the cache itself turn it on in a temporary folder.
+* Instead one fresh JAX persistent compilation cache serves the whole session: its processes
+  (both xdist workers, every ``dualjax`` command and notebook kernel a test starts) compile a
+  program once between them. The tests compile the same small V-JEPA steps and Monte Carlo pools
+  in many processes, so this saves minutes; a cache entry is only a compiled form of the same
+  computation, so no result depends on it. It lives in a temporary folder made for the session
+  (removed at its end), so nothing carries over between sessions. ``DUALJAX_TEST_XLA_CACHE=0``
+  turns it off.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("NPROC", "16")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["DUALJAX_NO_CACHE"] = "1"
+
+
+def _session_xla_cache() -> None:
+    """Set JAX's persistent-cache variables once, in the first process (xdist's controller, or the
+    only one); the workers and every child inherit them. Whoever made the folder removes it."""
+    if os.environ.get("DUALJAX_TEST_XLA_CACHE", "1") == "0" or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return
+    root = tempfile.mkdtemp(prefix="dualjax-test-xla-")
+    os.environ.update(JAX_COMPILATION_CACHE_DIR=root, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+                      JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="-1")
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+
+
+_session_xla_cache()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

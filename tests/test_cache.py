@@ -1,7 +1,8 @@
 """The on-disk compilation caches (dualjax.cache): JAX executables and the Monte Carlo kernels go
 to the folder :func:`enable` names, a second process loads the kernel instead of compiling it
 (with the same numbers), and the ``dualjax`` command turns them on unless told not to. Every
-test uses a temporary folder; the suite itself runs with ``DUALJAX_NO_CACHE=1`` (conftest)."""
+test uses a temporary folder; the suite itself runs with ``DUALJAX_NO_CACHE=1`` and a session XLA cache
+(conftest)."""
 
 import json
 import os
@@ -20,9 +21,16 @@ from dualjax.linear.montecarlo import kernel
 
 @pytest.fixture
 def cache_off_after():
+    session = jax.config.jax_compilation_cache_dir  # the suite's own XLA cache (conftest), if any
+    cache.disable()  # these tests start from no cache at all, like a user's first command
     yield
     cache.disable()
     assert jax.config.jax_compilation_cache_dir is None and cache.root() is None
+    if session:  # back to the suite's cache for the tests that follow in this process
+        from jax.experimental.compilation_cache import compilation_cache
+
+        jax.config.update("jax_compilation_cache_dir", session)
+        compilation_cache.reset_cache()
 
 
 def _entries(folder):
