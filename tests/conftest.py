@@ -9,9 +9,9 @@
   of the cache itself turn it on in a temporary folder.
 * Instead one fresh JAX persistent compilation cache serves the whole session: its processes
   (both xdist workers, every ``dualjax`` command and notebook kernel a test starts) compile a
-  program once between them. The tests compile the same small V-JEPA steps and Monte Carlo pools
-  in many processes, so this saves minutes; a cache entry is only a compiled form of the same
-  computation, so no result depends on it. It lives in a temporary folder made for the session
+  program once between them (the tests compile the same small V-JEPA steps and Monte Carlo pools
+  in several processes). A cache entry is only a compiled form of the same computation, so no
+  result depends on it. It lives in a temporary folder made for the session
   (removed at its end), so nothing carries over between sessions. ``DUALJAX_TEST_XLA_CACHE=0``
   turns it off.
 """
