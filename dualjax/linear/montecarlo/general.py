@@ -39,7 +39,8 @@ from dualjax import checks
 from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch
 from dualjax.linear.montecarlo.config import Config, check_config
 from dualjax.linear.montecarlo.endpoints import classify_endpoints, component_classes, flatten_state
-from dualjax.linear.montecarlo.engines import Engine, rules_engine
+from dualjax import rules
+from dualjax.linear.montecarlo.engines import Engine, closed_form, general_fast_engine, rules_engine
 from dualjax.linear.montecarlo.ensemble import (
     Instance,
     get_sampler,
@@ -50,7 +51,7 @@ from dualjax.linear.montecarlo.ensemble import (
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, make_mesh, run_pool
 from dualjax.linear.montecarlo.run import resolve_rules
 from dualjax.linear.montecarlo.slots import advance_slot, finish_slot, init_slot, slot_active
-from dualjax.linear.montecarlo.xlapool import make_pool_ops
+from dualjax.linear.montecarlo.xlapool import ADVANCE_UNROLL, make_pool_ops
 
 _DATA = ("rho", "tau", "lam", "sigma")
 
@@ -91,10 +92,32 @@ def check_general_config(cfg: GeneralConfig) -> GeneralConfig:
     return cfg
 
 
-def rule_engine(rule, cfg: GeneralConfig) -> Engine:
-    """The m = 1 study's autodiff engine (:func:`~dualjax.linear.montecarlo.engines.rules_engine`:
-    ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``) on an
-    :class:`~dualjax.linear.montecarlo.ensemble.Instance`; ``final`` gives (A, B, C = ξ)."""
+GENERAL_ENGINES = ("auto", "fast", "rules")
+
+
+def resolve_general_engine(engine: str, rule) -> str:
+    """``fast`` (the closed form, :func:`~dualjax.linear.montecarlo.engines.general_fast_engine`) or
+    ``rules`` (autodiff); ``auto`` picks ``fast`` for a rule with a closed form (``ema_alpha`` not
+    None: SG, EMA with a constant α) and ``rules`` otherwise (plain, DirectPred, a scheduled EMA,
+    yours). The m = 1 study's ``kernel`` has no general-m form (a ValueError, like any other name)."""
+    if engine not in GENERAL_ENGINES:
+        raise ValueError(f"engine must be one of {list(GENERAL_ENGINES)} for the general-m study, got {engine!r}")
+    if engine == "auto":
+        return "rules" if rules.check_rule(rule).ema_alpha is None else "fast"
+    if engine == "fast":
+        closed_form(rule)  # a rule without a closed form is a ValueError naming it
+    return engine
+
+
+def general_engine(rule, cfg: GeneralConfig, engine: str = "auto") -> Engine:
+    """The per-trial :class:`~dualjax.linear.montecarlo.engines.Engine` on an
+    :class:`~dualjax.linear.montecarlo.ensemble.Instance`: ``rules``, the m = 1 study's autodiff
+    engine (:func:`~dualjax.linear.montecarlo.engines.rules_engine`:
+    ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``), or ``fast``, its closed form
+    (:func:`~dualjax.linear.montecarlo.engines.general_fast_engine`), per
+    :func:`resolve_general_engine`; ``final`` gives (A, B, C = ξ)."""
+    if resolve_general_engine(engine, rule) == "fast":
+        return general_fast_engine(rule, cfg)
     eng = rules_engine(rule, cfg, start=lambda inst: (inst.A0, inst.B0), moments=instance_moments)
     return eng._replace(final=lambda s: (s.theta, s.psi, rule.teacher(s.theta, s.teacher)))
 
@@ -103,7 +126,7 @@ def _end_columns(eng: Engine, cfg: GeneralConfig, inst: Instance, slot) -> dict:
     """What the host keeps of a stopped lane: the instance, the end state (flattened), the loop's flags."""
     slot = finish_slot(eng, cfg, inst, slot)
     A, B, C = eng.final(slot.dyn)
-    z, zi = flatten_state(slot.dyn)
+    z, zi = flatten_state(eng.state(slot.dyn, slot.t))
     return {"index": inst.index, "rho": inst.rho, "tau": inst.tau, "lam": inst.lam, "sigma": inst.sigma,
             "A": A, "B": B, "C": C,
             "z": z, "zi": zi, "steps": slot.t, "converged": slot.inc2 < cfg.tol**2, "diverged": slot.bad,
@@ -116,9 +139,10 @@ def _fill(eng, cfg, sampler, key, index, live):
 
 
 @functools.lru_cache(maxsize=32)
-def general_pool(rule, cfg: GeneralConfig, sampler, block: int, sharding):
-    """The XLA pool of :func:`rule_engine` (cached per rule, config, sampler, block and sharding)."""
-    eng = rule_engine(rule, cfg)
+def general_pool(rule, cfg: GeneralConfig, sampler, block: int, sharding, engine: str = "auto"):
+    """The XLA pool of :func:`general_engine` (cached per rule, config, sampler, block, sharding and engine)."""
+    engine = resolve_general_engine(engine, rule)
+    eng = general_engine(rule, cfg, engine)
 
     def columns(pool):
         inst, slot = pool
@@ -127,27 +151,29 @@ def general_pool(rule, cfg: GeneralConfig, sampler, block: int, sharding):
         return res
 
     return make_pool_ops(eng, cfg, block, sharding, fill=functools.partial(_fill, eng, cfg, sampler),
-                         columns=columns)
+                         columns=columns, unroll=ADVANCE_UNROLL[closed_form(rule).copy] if engine == "fast" else 1)
 
 
-def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, chunk: int = 2048,
+def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, engine: str = "auto", chunk: int = 2048,
              block: int | None = None, devices: int | None = None, progress=None) -> dict[str, np.ndarray]:
-    """Trials 0 .. trials − 1 of ``rule`` run to their stop: the raw end columns (:func:`_end_columns`)."""
+    """Trials 0 .. trials − 1 of ``rule`` run to their stop on ``engine`` (:func:`resolve_general_engine`):
+    the raw end columns (:func:`_end_columns`)."""
     sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
+    engine = resolve_general_engine(engine, rule)
     with jax.enable_x64(True):
         mesh = make_mesh(devices)
         d = mesh.devices.size
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
         per_dev = min(max(8, -(-chunk // 8) * 8), max(8, -(-trials // (8 * d)) * 8))
-        ops = general_pool(rule, cfg, sampler, block or DEFAULT_BLOCK["rules"], sharding)
+        ops = general_pool(rule, cfg, sampler, block or DEFAULT_BLOCK[engine], sharding, engine)
         return run_pool(ops, key, trials=trials, start=0, size=per_dev * d, devices=d, progress=progress)
 
 
-def run_instances(instances: Instance, rule, cfg: GeneralConfig) -> dict[str, np.ndarray]:
-    """Given instances (batched; e.g. starts near chosen components) run to their stop by one vmapped
-    while loop: the raw end columns, as :func:`run_rule` returns them."""
+def run_instances(instances: Instance, rule, cfg: GeneralConfig, engine: str = "auto") -> dict[str, np.ndarray]:
+    """Given instances (batched; e.g. starts near chosen components) run to their stop on ``engine``
+    by one vmapped while loop: the raw end columns, as :func:`run_rule` returns them."""
     check_general_config(cfg)
-    eng = rule_engine(rule, cfg)
+    eng = general_engine(rule, cfg, engine)
 
     def one(inst):
         slot = init_slot(eng, cfg, inst)
@@ -177,13 +203,14 @@ class GeneralStudy(NamedTuple):
 
 
 def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig(), *, seed: int = 0,
-                  sampler: str | Callable | None = None, chunk: int = 2048, block: int | None = None,
-                  devices: int | None = None, progress: bool = False, starts: int = 32,
+                  sampler: str | Callable | None = None, engine: str = "auto", chunk: int = 2048,
+                  block: int | None = None, devices: int | None = None, progress: bool = False, starts: int = 32,
                   components: int = 256) -> GeneralStudy:
     """``trials`` trials of every rule on the same instances (trial i = (seed, i)), classified against
     every equilibrium of its instance, in float64. ``rules_``: rule objects (:func:`resolve_rules`); ``sampler``: a
-    name or function (default ``cfg.ensemble``); ``starts``: LM starts per rank for the rank-deficient
-    equilibria; ``components``: the components of the first this many instances also get the
+    name or function (default ``cfg.ensemble``); ``engine``: ``auto`` (the closed form for SG / EMA,
+    autodiff for the other rules), ``fast`` or ``rules`` (:func:`resolve_general_engine`); ``starts``:
+    LM starts per rank for the rank-deficient equilibria; ``components``: the components of the first this many instances also get the
     Jacobian check under every rule (which are stable, which are saddles). The pool and its
     arguments are :func:`run_rule`'s."""
     checks.check_positive_int(trials, "trials")
@@ -191,6 +218,8 @@ def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig()
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     check_general_config(cfg)
     rule_objs = resolve_rules(rules_)
+    for rule in rule_objs:
+        resolve_general_engine(engine, rule)
     sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
     seconds: dict[str, Any] = {}
     bar = _progress_bar(trials * len(rule_objs)) if progress else None
@@ -207,8 +236,8 @@ def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig()
                 if bar is not None:
                     bar.set_postfix_str(rule.name)
                 t0 = time.perf_counter()
-                ends = run_rule(key, trials, rule, cfg, sampler=sampler, chunk=chunk, block=block, devices=devices,
-                                progress=bar.update if bar is not None else None)
+                ends = run_rule(key, trials, rule, cfg, sampler=sampler, engine=engine, chunk=chunk, block=block,
+                                devices=devices, progress=bar.update if bar is not None else None)
                 seconds[f"run_{rule.name}"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 columns[rule.name] = classify_endpoints(rule, cfg, ends, enum)
