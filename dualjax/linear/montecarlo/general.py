@@ -45,13 +45,12 @@ from dualjax.linear.montecarlo.ensemble import (
     Instance,
     get_sampler,
     instance_moments,
-    sample_instance,
     sample_instances,
 )
 from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, make_mesh, run_pool
 from dualjax.linear.montecarlo.run import resolve_rules
 from dualjax.linear.montecarlo.slots import advance_slot, finish_slot, init_slot, slot_active
-from dualjax.linear.montecarlo.xlapool import ADVANCE_UNROLL, make_pool_ops
+from dualjax.linear.montecarlo.xlapool import make_pool_ops
 
 _DATA = ("rho", "tau", "lam", "sigma")
 
@@ -93,17 +92,22 @@ def check_general_config(cfg: GeneralConfig) -> GeneralConfig:
 
 
 GENERAL_ENGINES = ("auto", "fast", "rules")
+# The closed form on scalars pays for n ≤ 4 (m = 2, n = 4: SG ~4x, EMA ~2.5x the autodiff step per
+# CPU second); at m = 3, n = 5 it runs no faster than autodiff and compiles 4-8x longer (many
+# fusions, each recomputing shared terms), as the m = 1 study's ``auto`` found beyond n = 4.
+FAST_MAX_N = 4
 
 
-def resolve_general_engine(engine: str, rule) -> str:
+def resolve_general_engine(engine: str, rule, n: int) -> str:
     """``fast`` (the closed form, :func:`~dualjax.linear.montecarlo.engines.general_fast_engine`) or
-    ``rules`` (autodiff); ``auto`` picks ``fast`` for a rule with a closed form (``ema_alpha`` not
-    None: SG, EMA with a constant α) and ``rules`` otherwise (plain, DirectPred, a scheduled EMA,
-    yours). The m = 1 study's ``kernel`` has no general-m form (a ValueError, like any other name)."""
+    ``rules`` (autodiff) for ``rule`` at width n; ``auto`` picks ``fast`` for a rule with a closed
+    form (``ema_alpha`` not None: SG, EMA with a constant α) when n ≤ :data:`FAST_MAX_N`, and ``rules``
+    otherwise (plain, DirectPred, a scheduled EMA, yours; wider n). ``fast`` for a rule without a
+    closed form, and the m = 1 study's ``kernel`` (no general-m form), are ValueErrors naming them."""
     if engine not in GENERAL_ENGINES:
         raise ValueError(f"engine must be one of {list(GENERAL_ENGINES)} for the general-m study, got {engine!r}")
     if engine == "auto":
-        return "rules" if rules.check_rule(rule).ema_alpha is None else "fast"
+        return "fast" if rules.check_rule(rule).ema_alpha is not None and n <= FAST_MAX_N else "rules"
     if engine == "fast":
         closed_form(rule)  # a rule without a closed form is a ValueError naming it
     return engine
@@ -116,7 +120,7 @@ def general_engine(rule, cfg: GeneralConfig, engine: str = "auto") -> Engine:
     ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``), or ``fast``, its closed form
     (:func:`~dualjax.linear.montecarlo.engines.general_fast_engine`), per
     :func:`resolve_general_engine`; ``final`` gives (A, B, C = ξ)."""
-    if resolve_general_engine(engine, rule) == "fast":
+    if resolve_general_engine(engine, rule, cfg.n) == "fast":
         return general_fast_engine(rule, cfg)
     eng = rules_engine(rule, cfg, start=lambda inst: (inst.A0, inst.B0), moments=instance_moments)
     return eng._replace(final=lambda s: (s.theta, s.psi, rule.teacher(s.theta, s.teacher)))
@@ -133,15 +137,19 @@ def _end_columns(eng: Engine, cfg: GeneralConfig, inst: Instance, slot) -> dict:
             "increment": jnp.sqrt(slot.inc2), "e_increased": slot.e_up, "max_E_rise": slot.max_rise}
 
 
-def _fill(eng, cfg, sampler, key, index, live):
-    inst = jax.vmap(lambda i: sample_instance(key, i, cfg, sampler))(index)
+def _fill(eng, cfg, table: Instance, index, live):
+    """Lanes ``index`` of the pool: rows of the study's instance table (sampled once, for every rule and
+    pool size: the pools compile no sampler) and their initial slots."""
+    inst = jax.tree_util.tree_map(lambda x: x[index], table)
     return inst, jax.vmap(lambda t, l: init_slot(eng, cfg, t, l))(inst, live)
 
 
 @functools.lru_cache(maxsize=32)
-def general_pool(rule, cfg: GeneralConfig, sampler, block: int, sharding, engine: str = "auto"):
-    """The XLA pool of :func:`general_engine` (cached per rule, config, sampler, block, sharding and engine)."""
-    engine = resolve_general_engine(engine, rule)
+def general_pool(rule, cfg: GeneralConfig, block: int, sharding, engine: str = "auto"):
+    """The XLA pool of :func:`general_engine` (cached per rule, config, block, sharding and engine); its
+    ``fill`` / ``refill`` take the instance table (a batched :class:`Instance`) where the m = 1 pool takes
+    the key."""
+    engine = resolve_general_engine(engine, rule, cfg.n)
     eng = general_engine(rule, cfg, engine)
 
     def columns(pool):
@@ -150,23 +158,28 @@ def general_pool(rule, cfg: GeneralConfig, sampler, block: int, sharding, engine
         res["done"] = ~jax.vmap(lambda s: slot_active(s, cfg))(slot)
         return res
 
-    return make_pool_ops(eng, cfg, block, sharding, fill=functools.partial(_fill, eng, cfg, sampler),
-                         columns=columns, unroll=ADVANCE_UNROLL[closed_form(rule).copy] if engine == "fast" else 1)
+    return make_pool_ops(eng, cfg, block, sharding, fill=functools.partial(_fill, eng, cfg), columns=columns)
 
 
-def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, engine: str = "auto", chunk: int = 2048,
-             block: int | None = None, devices: int | None = None, progress=None) -> dict[str, np.ndarray]:
+def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, instances: Instance | None = None,
+             engine: str = "auto", chunk: int = 2048, block: int | None = None, devices: int | None = None,
+             progress=None) -> dict[str, np.ndarray]:
     """Trials 0 .. trials − 1 of ``rule`` run to their stop on ``engine`` (:func:`resolve_general_engine`):
-    the raw end columns (:func:`_end_columns`)."""
-    sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
-    engine = resolve_general_engine(engine, rule)
+    the raw end columns (:func:`_end_columns`). ``instances``: the trials' instances
+    (:func:`~dualjax.linear.montecarlo.ensemble.sample_instances` of ``key``, ``cfg`` and ``sampler``, which
+    is what is drawn when it is None; :func:`general_study` passes the ones it enumerated)."""
+    engine = resolve_general_engine(engine, rule, cfg.n)
     with jax.enable_x64(True):
+        if instances is None:
+            sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
+            instances = sample_instances(key, np.arange(trials), cfg, sampler)
         mesh = make_mesh(devices)
         d = mesh.devices.size
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
+        table = jax.device_put(instances, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
         per_dev = min(max(8, -(-chunk // 8) * 8), max(8, -(-trials // (8 * d)) * 8))
-        ops = general_pool(rule, cfg, sampler, block or DEFAULT_BLOCK[engine], sharding, engine)
-        return run_pool(ops, key, trials=trials, start=0, size=per_dev * d, devices=d, progress=progress)
+        ops = general_pool(rule, cfg, block or DEFAULT_BLOCK[engine], sharding, engine)
+        return run_pool(ops, table, trials=trials, start=0, size=per_dev * d, devices=d, progress=progress)
 
 
 def run_instances(instances: Instance, rule, cfg: GeneralConfig, engine: str = "auto") -> dict[str, np.ndarray]:
@@ -219,7 +232,7 @@ def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig()
     check_general_config(cfg)
     rule_objs = resolve_rules(rules_)
     for rule in rule_objs:
-        resolve_general_engine(engine, rule)
+        resolve_general_engine(engine, rule, cfg.n)
     sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
     seconds: dict[str, Any] = {}
     bar = _progress_bar(trials * len(rule_objs)) if progress else None
@@ -236,7 +249,7 @@ def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig()
                 if bar is not None:
                     bar.set_postfix_str(rule.name)
                 t0 = time.perf_counter()
-                ends = run_rule(key, trials, rule, cfg, sampler=sampler, engine=engine, chunk=chunk, block=block,
+                ends = run_rule(key, trials, rule, cfg, instances=inst, engine=engine, chunk=chunk, block=block,
                                 devices=devices, progress=bar.update if bar is not None else None)
                 seconds[f"run_{rule.name}"] = time.perf_counter() - t0
                 t0 = time.perf_counter()

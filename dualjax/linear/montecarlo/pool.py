@@ -32,7 +32,8 @@ class PoolOps(NamedTuple):
     representation of the lanes; ``index``, ``lanes``, ``take`` are int arrays, ``live`` and
     ``occupied`` bool arrays, all host NumPy).
 
-    fill(key, index, live) -> pool: samples and initializes trial ``index[i]`` in lane i;
+    fill(key, index, live) -> pool: samples and initializes trial ``index[i]`` in lane i (``key``: what
+        :func:`run_pool` was given, the base key; the general-m pool takes its instance table);
     advance(pool) -> pool: ``block`` steps of every lane (a stopped lane stays frozen);
     harvest(pool, occupied) -> (lanes, columns): the occupied lanes whose trial has stopped, and
     their :func:`~dualjax.linear.montecarlo.slots.classify` columns;
