@@ -36,14 +36,15 @@ def test_m1_is_the_paper_study_trial_by_trial():
     cfg1 = mc.Config(n=2, eta=0.1, max_steps=20_000)
     cfg = mc.GeneralConfig(m=1, n=2, eta=0.1, max_steps=20_000)
     key = jax.random.PRNGKey(3)
-    for i in (0, 7, 123):
-        t, inst = mc.sample_trial(key, i, cfg1), mc.sample_instance(key, i, cfg, mc.SAMPLERS["paper"])
-        for a, b in ((t.rho, inst.rho[0, 0]), (t.tau, inst.tau[0, 0]), (t.lam, inst.lam), (t.a0, inst.A0[:, 0]),
-                     (t.B0, inst.B0)):
-            np.testing.assert_array_equal(a, b)
+    t, inst = mc.sample_trial(key, 7, cfg1), mc.sample_instance(key, 7, cfg, mc.SAMPLERS["paper"])
+    for a, b in ((t.rho, inst.rho[0, 0]), (t.tau, inst.tau[0, 0]), (t.lam, inst.lam), (t.a0, inst.A0[:, 0]),
+                 (t.B0, inst.B0)):
+        np.testing.assert_array_equal(a, b)
     pair = [rules.sg(), rules.ema(0.9)]
     old = mc.study(64, pair, cfg1, seed=3, engine="rules")
     new = mc.general_study(64, pair, cfg, seed=3, components=0)
+    for name in ("rho", "tau", "lam"):  # every trial's data (the starts: trial 7 above, and the step counts below)
+        np.testing.assert_array_equal(new.columns["sg"][name].reshape(64), old["sg"][name])
     for rule in ("sg", "ema"):
         expected = np.asarray(mc.OUTCOMES)[old[rule]["outcome"]]
         np.testing.assert_array_equal(_mapped_to_m1(new.columns[rule]), expected)
@@ -331,10 +332,9 @@ def test_samplers_and_rules_as_objects():
     refuses ρ not positive definite), a user sampler is called with the trial's keys; rule names must
     be distinct (a renamed rule object is fine)."""
     key = jax.random.PRNGKey(0)
-    for name in ("wishart", "aug"):
-        sampler = mc.SAMPLERS[name]
-        inst = mc.sample_instances(key, np.arange(20), CFG2, sampler)
-        assert np.linalg.eigvalsh(np.asarray(inst.rho)).min() > 0 and inst.tau.shape == (20, 2, 2)
+    draw = jax.jit(jax.vmap(lambda k: [mc.SAMPLERS[name](*jax.random.split(k, 3), 2, CFG2) for name in ("wishart", "aug")]))
+    for rho, tau, lam in draw(jax.random.split(key, 20)):  # one compile for both samplers
+        assert np.linalg.eigvalsh(np.asarray(rho)).min() > 0 and tau.shape == (20, 2, 2) and lam.shape == (20,)
 
     def fixed(k_rho, k_tau, k_lam, m, cfg):
         return jnp.eye(m), 0.9 * jnp.eye(m), jax.random.uniform(k_lam, (), minval=0.01, maxval=0.1)

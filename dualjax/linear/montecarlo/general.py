@@ -182,10 +182,10 @@ def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, instan
         return run_pool(ops, table, trials=trials, start=0, size=per_dev * d, devices=d, progress=progress)
 
 
-def run_instances(instances: Instance, rule, cfg: GeneralConfig, engine: str = "auto") -> dict[str, np.ndarray]:
-    """Given instances (batched; e.g. starts near chosen components) run to their stop on ``engine``
-    by one vmapped while loop: the raw end columns, as :func:`run_rule` returns them."""
-    check_general_config(cfg)
+@functools.lru_cache(maxsize=32)
+def _instances_runner(rule, cfg: GeneralConfig, engine: str):
+    """Jitted, vmapped: an instance run to its stop by one while loop, then its end columns (cached, so
+    repeated calls with the same rule, config, engine and batch size compile once)."""
     eng = general_engine(rule, cfg, engine)
 
     def one(inst):
@@ -193,9 +193,16 @@ def run_instances(instances: Instance, rule, cfg: GeneralConfig, engine: str = "
         slot = jax.lax.while_loop(lambda s: slot_active(s, cfg), lambda s: advance_slot(eng, cfg, inst, s, 1), slot)
         return _end_columns(eng, cfg, inst, slot)
 
+    return jax.jit(jax.vmap(one))
+
+
+def run_instances(instances: Instance, rule, cfg: GeneralConfig, engine: str = "auto") -> dict[str, np.ndarray]:
+    """Given instances (batched; e.g. starts near chosen components) run to their stop on ``engine``
+    by one vmapped while loop: the raw end columns, as :func:`run_rule` returns them."""
+    check_general_config(cfg)
+    run = _instances_runner(rule, cfg, resolve_general_engine(engine, rule, cfg.n))
     with jax.enable_x64(True):
-        inst = jax.tree_util.tree_map(jnp.asarray, instances)
-        return jax.device_get(jax.jit(jax.vmap(one))(inst))
+        return jax.device_get(run(jax.tree_util.tree_map(jnp.asarray, instances)))
 
 
 class GeneralStudy(NamedTuple):

@@ -26,6 +26,13 @@ from dualjax.linear.montecarlo.trials import sample_trial
 # are cheap to start but each harvest costs a few JAX calls, so it takes longer blocks.
 DEFAULT_BLOCK = {"kernel": 512, "fast": 256, "rules": 256}
 
+# XLA's CPU backend at LLVM -O1 for the programs that run once per batch of trials, not per step
+# (sampling, filling, harvesting, shrinking; the host pool's and the general-m study's): their
+# compile is most of a cold study's (threefry's unrolled rounds), -O1 halves it, their speed hardly
+# matters, and they give the same bits (tests compare the trials and verdicts with the XLA pool's,
+# byte-identical trials.csv checked; the general-m sampler's draws are bitwise equal at -O1 and -O3).
+HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
 
 class PoolOps(NamedTuple):
     """The steps of a pool, as :func:`run_pool` calls them (``pool`` is the implementation's own
