@@ -11,6 +11,7 @@ loop (:mod:`dualjax.linear.montecarlo.kernel`, numba): XLA splits the vmapped st
 loop fusions that each stream the pool through memory, the kernel keeps a block of trials in L1
 for all its steps (3-6x faster on a CPU), on all cores. ``auto`` picks ``kernel`` on an all-CPU
 mesh and ``fast`` on a GPU/TPU for n ≤ 4, ``rules`` beyond and for rules without a closed form.
+:func:`general_fast_engine` is the same closed form for any m (the general-m study's ``fast``).
 """
 
 from __future__ import annotations
