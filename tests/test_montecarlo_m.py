@@ -101,7 +101,7 @@ def test_fast_engine_step_is_the_rules_step(m):
 
 def test_engine_choice():
     """auto: the closed form for SG / EMA up to n = 4, autodiff beyond and for rules without one
-    (plain); a bad name or the closed form of plain is a ValueError naming it."""
+    (plain); a bad name, the closed form of plain or too few given instances is a ValueError naming it."""
     assert general.resolve_general_engine("auto", SG, 4) == "fast"
     assert general.resolve_general_engine("auto", EMA, 5) == "rules"
     assert general.resolve_general_engine("auto", rules.plain(), 3) == "rules"
@@ -110,6 +110,8 @@ def test_engine_choice():
         general.resolve_general_engine("kernel", SG, 3)
     with pytest.raises(ValueError, match="plain"):
         mc.general_study(4, [rules.plain()], CFG2, engine="fast")
+    with pytest.raises(ValueError, match="fewer than trials=5"):
+        mc.run_rule(None, 5, SG, CFG2, instances=mc.Instance(*(np.zeros(2),) * 7))
 
 
 def test_batched_enumeration_matches_the_single_instance_solvers():
@@ -332,7 +334,8 @@ def test_samplers_and_rules_as_objects():
     refuses ρ not positive definite), a user sampler is called with the trial's keys; rule names must
     be distinct (a renamed rule object is fine)."""
     key = jax.random.PRNGKey(0)
-    draw = jax.jit(jax.vmap(lambda k: [mc.SAMPLERS[name](*jax.random.split(k, 3), 2, CFG2) for name in ("wishart", "aug")]))
+    draw = jax.jit(jax.vmap(lambda k: [mc.SAMPLERS[name](*jax.random.split(k, 3), 2, CFG2)
+                                       for name in ("wishart", "aug")]))
     for rho, tau, lam in draw(jax.random.split(key, 20)):  # one compile for both samplers
         assert np.linalg.eigvalsh(np.asarray(rho)).min() > 0 and tau.shape == (20, 2, 2) and lam.shape == (20,)
 

@@ -232,7 +232,7 @@ def general_fast_engine(rule: rules.TeacherRule | ClosedForm, cfg, *,
     loops over the trials. For F(A, B, C) = ½ tr(BAρAᵀBᵀ) − tr(BAτᵀCᵀ) + ½ tr(CσCᵀ) + ½λ(‖A‖² + ‖B‖²)
     (:func:`dualjax.linear.model.F`; ρ symmetric) and R = BAρ − Cτ (n×m),
 
-        ∇_A F = BᵀR + λA  (n×m),   ∇_B F = RAᵀ + λB  (n×n),
+        ∇_A F = BᵀBAρ − BᵀCτ + λA = BᵀR + λA  (n×m),   ∇_B F = BAρAᵀ − CτAᵀ + λB = RAᵀ + λB  (n×n),
 
     taken at C = ξ held fixed (the rules' stop-gradient), so one step of SG / EMA with ``optax.sgd(η)`` is
 

@@ -10,7 +10,9 @@ each trial ends.
 * **Instances and starts**: :mod:`~dualjax.linear.montecarlo.ensemble` (trial i is a pure function
   of (seed, i); at m = 1 the default ensemble reproduces the m = 1 study's trials).
 * **Dynamics**: each trial steps ``rules.make_step(model.objective(λ).F, rule, optax.sgd(η))``
-  (autodiff on the moment form of F, so any rule works) with the m = 1 study's stopping rule
+  (autodiff on the moment form of F, so any rule works; for SG / EMA at n ≤ 4 its closed form,
+  :func:`~dualjax.linear.montecarlo.engines.general_fast_engine`: :func:`resolve_general_engine`)
+  with the m = 1 study's stopping rule
   (increment < tol, budget, divergence: :mod:`~dualjax.linear.montecarlo.slots`), vmapped in a pool
   of slots sharded over a device mesh (:func:`~dualjax.linear.montecarlo.xlapool.make_pool_ops`,
   :func:`~dualjax.linear.montecarlo.pool.run_pool`); the results do not depend on the devices.
@@ -35,11 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dualjax import checks
+from dualjax import checks, rules
 from dualjax.linear.equilibria.batched import BatchEnumeration, enumerate_batch
 from dualjax.linear.montecarlo.config import Config, check_config
 from dualjax.linear.montecarlo.endpoints import classify_endpoints, component_classes, flatten_state
-from dualjax import rules
 from dualjax.linear.montecarlo.engines import Engine, closed_form, general_fast_engine, rules_engine
 from dualjax.linear.montecarlo.ensemble import (
     Instance,
@@ -173,6 +174,8 @@ def run_rule(key, trials: int, rule, cfg: GeneralConfig, *, sampler=None, instan
         if instances is None:
             sampler = get_sampler(cfg.ensemble if sampler is None else sampler)
             instances = sample_instances(key, np.arange(trials), cfg, sampler)
+        elif np.shape(instances.index)[0] < trials:
+            raise ValueError(f"instances holds {np.shape(instances.index)[0]} trials, fewer than trials={trials}")
         mesh = make_mesh(devices)
         d = mesh.devices.size
         sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("trials"))
@@ -227,12 +230,12 @@ def general_study(trials: int, rules_=None, cfg: GeneralConfig = GeneralConfig()
                   block: int | None = None, devices: int | None = None, progress: bool = False, starts: int = 32,
                   components: int = 256) -> GeneralStudy:
     """``trials`` trials of every rule on the same instances (trial i = (seed, i)), classified against
-    every equilibrium of its instance, in float64. ``rules_``: rule objects (:func:`resolve_rules`); ``sampler``: a
-    name or function (default ``cfg.ensemble``); ``engine``: ``auto`` (the closed form for SG / EMA,
-    autodiff for the other rules), ``fast`` or ``rules`` (:func:`resolve_general_engine`); ``starts``:
-    LM starts per rank for the rank-deficient equilibria; ``components``: the components of the first this many instances also get the
-    Jacobian check under every rule (which are stable, which are saddles). The pool and its
-    arguments are :func:`run_rule`'s."""
+    every equilibrium of its instance, in float64. ``rules_``: rule objects (:func:`resolve_rules`);
+    ``sampler``: a name or function (default ``cfg.ensemble``); ``engine``: ``auto`` (the closed form
+    for SG / EMA at n ≤ 4, autodiff otherwise), ``fast`` or ``rules`` (:func:`resolve_general_engine`);
+    ``starts``: LM starts per rank for the rank-deficient equilibria; ``components``: the components
+    of the first this many instances also get the Jacobian check under every rule (which are stable,
+    which are saddles). The pool and its arguments are :func:`run_rule`'s."""
     checks.check_positive_int(trials, "trials")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
