@@ -16,7 +16,7 @@ from dualjax.claims import prop4_10_dynamic
 from dualjax.linear import equilibria, model, stability
 from dualjax.linear import montecarlo as mc
 from dualjax.linear.equilibria import batched
-from dualjax.linear.montecarlo import endpoints, general_figures
+from dualjax.linear.montecarlo import endpoints, general, general_figures
 
 # One m = 2 configuration and one set of rule objects for every test here (and the CLI's defaults
 # at --m 2 --n 3), so the pools and checks compile once.
@@ -36,14 +36,15 @@ def test_m1_is_the_paper_study_trial_by_trial():
     cfg1 = mc.Config(n=2, eta=0.1, max_steps=20_000)
     cfg = mc.GeneralConfig(m=1, n=2, eta=0.1, max_steps=20_000)
     key = jax.random.PRNGKey(3)
-    for i in (0, 7, 123):
-        t, inst = mc.sample_trial(key, i, cfg1), mc.sample_instance(key, i, cfg, mc.SAMPLERS["paper"])
-        for a, b in ((t.rho, inst.rho[0, 0]), (t.tau, inst.tau[0, 0]), (t.lam, inst.lam), (t.a0, inst.A0[:, 0]),
-                     (t.B0, inst.B0)):
-            np.testing.assert_array_equal(a, b)
+    t, inst = mc.sample_trial(key, 7, cfg1), mc.sample_instance(key, 7, cfg, mc.SAMPLERS["paper"])
+    for a, b in ((t.rho, inst.rho[0, 0]), (t.tau, inst.tau[0, 0]), (t.lam, inst.lam), (t.a0, inst.A0[:, 0]),
+                 (t.B0, inst.B0)):
+        np.testing.assert_array_equal(a, b)
     pair = [rules.sg(), rules.ema(0.9)]
     old = mc.study(64, pair, cfg1, seed=3, engine="rules")
     new = mc.general_study(64, pair, cfg, seed=3, components=0)
+    for name in ("rho", "tau", "lam"):  # every trial's data (the starts: trial 7 above, and the step counts below)
+        np.testing.assert_array_equal(new.columns["sg"][name].reshape(64), old["sg"][name])
     for rule in ("sg", "ema"):
         expected = np.asarray(mc.OUTCOMES)[old[rule]["outcome"]]
         np.testing.assert_array_equal(_mapped_to_m1(new.columns[rule]), expected)
@@ -52,6 +53,65 @@ def test_m1_is_the_paper_study_trial_by_trial():
         # every converged end point is a stable equilibrium of the map the trial ran
         at_eq = new.columns[rule]["outcome"] <= endpoints.ORIGIN
         assert np.all(new.columns[rule]["jacobian"][at_eq] == 0)
+
+
+def _trace(eng, trial, steps=3):
+    """E, F, ‖(A, B)‖² before each step, the increments, (A, B, C) and the flattened StepState after each
+    step (eager: jitting the unrolled scalar steps compiles for longer than they run)."""
+    dyn, out = eng.init(trial), []
+    for t in range(1, steps + 1):
+        measured = eng.measure(trial, dyn)
+        dyn, inc = eng.step(trial, dyn)
+        A, B, C = (x.reshape(x.shape[0], -1) for x in eng.final(dyn))  # m = 1's a, c as columns
+        state = endpoints.flatten_state(eng.state(dyn, jnp.int32(t))) if eng.state else None
+        out.append((measured, inc, (A, B, C), state))
+    return out
+
+
+@pytest.mark.parametrize("m", [1, 2, 3])
+def test_fast_engine_step_is_the_rules_step(m):
+    """The closed form (∇_A F = BᵀR + λA, ∇_B F = RAᵀ + λB, R = BAρ − Cτ) equals the autodiff step of
+    rules.make_step to 1e-12 in float64, SG and EMA: E, F, ‖(A, B)‖², the increment, (A, B, C) and the
+    StepState the end-point check steps; at m = 1 it is the m = 1 study's fast engine on the same trial."""
+    cfg = mc.GeneralConfig(m=m, n=m + 2, eta=0.07)
+    rng = np.random.default_rng(m)  # a generic instance, drawn without JAX (no sampler to compile)
+    G = rng.standard_normal((m, m))
+    rho, tau, lam = G @ G.T + 0.5 * np.eye(m), rng.uniform(-1, 1, (m, m)), 0.05
+    sigma = tau @ np.linalg.solve(rho, tau.T)
+    A0, B0 = rng.uniform(-1, 1, (cfg.n, m)), rng.uniform(-1, 1, (cfg.n, cfg.n)) / np.sqrt(cfg.n)
+    inst = mc.Instance(np.int32(0), rho, tau, np.float64(lam), (sigma + sigma.T) / 2, A0, B0)
+    for rule in (SG, rules.ema(0.8)):
+        fast = _trace(general.general_engine(rule, cfg, "fast"), inst)
+        refs = [_trace(general.general_engine(rule, cfg, "rules"), inst)]
+        if m == 1:
+            trial = mc.Trial(np.int32(0), *(np.float64(x[0, 0]) for x in (rho, tau)), np.float64(lam), A0[:, 0], B0)
+            refs.append(_trace(mc.fast_engine(rule, mc.Config(n=cfg.n, eta=cfg.eta)), trial))
+        for ref in refs:
+            for (mea, inc, final, state), (mea2, inc2, final2, state2) in zip(fast, ref):
+                assert (mea[1] is None) == (mea2[1] is None) == (not rule.carries_teacher)
+                np.testing.assert_allclose([x for x in mea if x is not None], [x for x in mea2 if x is not None],
+                                           rtol=1e-12, atol=1e-15)
+                np.testing.assert_allclose(inc, inc2, rtol=1e-12, atol=1e-15)
+                for x, y in zip(final, final2):
+                    np.testing.assert_allclose(x, y, rtol=0, atol=1e-12)
+                if state2 is not None:
+                    np.testing.assert_allclose(state[0], state2[0], rtol=0, atol=1e-12)
+                    np.testing.assert_array_equal(state[1], state2[1])
+
+
+def test_engine_choice():
+    """auto: the closed form for SG / EMA up to n = 4, autodiff beyond and for rules without one
+    (plain); a bad name, the closed form of plain or too few given instances is a ValueError naming it."""
+    assert general.resolve_general_engine("auto", SG, 4) == "fast"
+    assert general.resolve_general_engine("auto", EMA, 5) == "rules"
+    assert general.resolve_general_engine("auto", rules.plain(), 3) == "rules"
+    assert general.resolve_general_engine("fast", SG, 6) == "fast"
+    with pytest.raises(ValueError, match="kernel"):
+        general.resolve_general_engine("kernel", SG, 3)
+    with pytest.raises(ValueError, match="plain"):
+        mc.general_study(4, [rules.plain()], CFG2, engine="fast")
+    with pytest.raises(ValueError, match="fewer than trials=5"):
+        mc.run_rule(None, 5, SG, CFG2, instances=mc.Instance(*(np.zeros(2),) * 7))
 
 
 def test_batched_enumeration_matches_the_single_instance_solvers():
@@ -274,10 +334,10 @@ def test_samplers_and_rules_as_objects():
     refuses ρ not positive definite), a user sampler is called with the trial's keys; rule names must
     be distinct (a renamed rule object is fine)."""
     key = jax.random.PRNGKey(0)
-    for name in ("wishart", "aug"):
-        sampler = mc.SAMPLERS[name]
-        inst = mc.sample_instances(key, np.arange(20), CFG2, sampler)
-        assert np.linalg.eigvalsh(np.asarray(inst.rho)).min() > 0 and inst.tau.shape == (20, 2, 2)
+    draw = jax.jit(jax.vmap(lambda k: [mc.SAMPLERS[name](*jax.random.split(k, 3), 2, CFG2)
+                                       for name in ("wishart", "aug")]))
+    for rho, tau, lam in draw(jax.random.split(key, 20)):  # one compile for both samplers
+        assert np.linalg.eigvalsh(np.asarray(rho)).min() > 0 and tau.shape == (20, 2, 2) and lam.shape == (20,)
 
     def fixed(k_rho, k_tau, k_lam, m, cfg):
         return jnp.eye(m), 0.9 * jnp.eye(m), jax.random.uniform(k_lam, (), minval=0.01, maxval=0.1)

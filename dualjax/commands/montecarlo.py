@@ -45,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads of the kernel engine (default: all cores; same results for any value)")
     parser.add_argument("--engine", choices=("auto", "kernel", "fast", "rules"), default="auto",
-                        help="kernel: compiled CPU loop (numba); fast: XLA closed form (any device); rules: "
-                             "autodiff of F. auto: kernel on CPU devices, fast on GPU/TPU (m = 1 only)")
+                        help="kernel: compiled CPU loop (numba, m = 1 only); fast: XLA closed form of the SG / EMA "
+                             "step (any device, any m); rules: autodiff of F (any rule). auto: at m = 1 kernel on "
+                             "CPU devices, fast on GPU/TPU; for --m > 1 fast for SG / EMA when n <= 4, else rules")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--format", default="png", choices=style.FORMATS,
                         help="file format of the figures (default png; svg / pdf for papers)")
@@ -87,14 +88,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_general(args: argparse.Namespace, rules: list) -> int:
-    """``--m M`` with M > 1: :func:`dualjax.linear.montecarlo.general_study` (engine/threads do not apply)."""
+    """``--m M`` with M > 1: :func:`dualjax.linear.montecarlo.general_study` with ``--engine`` (auto, fast or
+    rules; ``--threads`` does not apply)."""
     from dualjax import configs, outputs
     from dualjax.linear import montecarlo as mc
 
     cfg = mc.check_general_config(configs.from_flags(args, mc.GeneralConfig(m=args.m, n=args.m + 2)))
     outputs.check(args.out, overwrite=args.overwrite)
-    study = mc.general_study(args.trials, rules, cfg, seed=args.seed, chunk=args.chunk, devices=args.devices,
-                             progress=True)
+    study = mc.general_study(args.trials, rules, cfg, seed=args.seed, engine=args.engine, chunk=args.chunk,
+                             devices=args.devices, progress=True)
     summ = mc.write_general_study(args.out, study, figures=not args.no_figures, overwrite=args.overwrite,
                                   fmt=args.format)
     brief = {rule: {k: round(s["fractions"][k]["fraction"], 4)

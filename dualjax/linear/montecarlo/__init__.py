@@ -13,7 +13,7 @@ The modules, in the order the data flows:
 =============  ==================================================================================
 ``config``     :class:`Config`, :func:`check_config`, the paper's ranges, exact P(Δ ≥ 0)
 ``trials``     :class:`Trial`, :func:`sample_trial`: one trial's random data
-``engines``    :class:`Engine`: one step of a rule (``rules`` autodiff, any rule; ``fast`` closed form)
+``engines``    :class:`Engine`: one step of a rule (``rules`` autodiff, any rule; ``fast`` closed form, any m)
 ``slots``      :class:`Slot`: the driver's loop per trial, :func:`classify` (Prop 4.11), :func:`run_trial`
 ``pool``       :class:`PoolOps` and :func:`run_pool`: the pool of slots and its driver
 ``xlapool``    the pool on the devices (XLA, sharded over a mesh)
@@ -29,7 +29,7 @@ The study over general m (issue 16: which equilibrium do the rules reach for m >
 
 ==================  =============================================================================
 ``ensemble``        :class:`Instance`, the samplers (:data:`SAMPLERS`): random (ρ, τ, λ) and starts
-``general``         :class:`GeneralConfig`, :func:`general_study`, :func:`run_instances`
+``general``         :class:`GeneralConfig`, :func:`general_study`, :func:`run_instances`, the engine choice
 ``endpoints``       :func:`classify_endpoints`: an end point against every equilibrium, Jacobian check
 ``general_stats``   :func:`general_summary`: fractions per rule and per rank, with Wilson intervals
 ``general_figures`` outcome fractions, end points against the components, fractions against m
@@ -54,18 +54,23 @@ from dualjax.linear.montecarlo.engines import (
     ClosedForm,
     Engine,
     FastState,
+    MatrixState,
     closed_form,
     fast_engine,
+    general_fast_engine,
     get_engine,
     resolve_engine,
     rules_engine,
 )
 from dualjax.linear.montecarlo.ensemble import SAMPLERS, Instance, sample_instance, sample_instances
 from dualjax.linear.montecarlo.general import (
+    GENERAL_ENGINES,
     GeneralConfig,
     GeneralStudy,
     check_general_config,
+    general_engine,
     general_study,
+    resolve_general_engine,
     run_instances,
     run_rule,
 )
@@ -94,8 +99,9 @@ from dualjax.linear.montecarlo.trials import Trial, sample_trial, trial_moments
 from dualjax.linear.montecarlo.writers import CSV_COLUMNS, write_study, write_trials_csv
 
 __all__ = [
-    "CSV_COLUMNS", "CSV_COLUMNS_M", "GENERAL_OUTCOMES", "GeneralConfig", "GeneralStudy", "Instance", "SAMPLERS",
-    "check_general_config", "classify_endpoints", "general_study", "general_summary", "resolve_rules",
+    "CSV_COLUMNS", "CSV_COLUMNS_M", "GENERAL_ENGINES", "GENERAL_OUTCOMES", "GeneralConfig", "GeneralStudy",
+    "Instance", "MatrixState", "SAMPLERS", "check_general_config", "classify_endpoints", "general_engine",
+    "general_fast_engine", "general_study", "general_summary", "resolve_general_engine", "resolve_rules",
     "run_instances", "run_rule", "sample_instance", "sample_instances", "write_general_study",
     "DEFAULT_BLOCK", "DEFAULT_RANGES", "DIVERGED", "ENGINES", "INNER", "NOT_CONVERGED", "ORIGIN",
     "OUTCOMES", "OUTER", "PAPER", "P_DELTA_NONNEG", "ClosedForm", "Config", "Engine", "FastState",

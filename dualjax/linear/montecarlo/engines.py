@@ -11,10 +11,13 @@ loop (:mod:`dualjax.linear.montecarlo.kernel`, numba): XLA splits the vmapped st
 loop fusions that each stream the pool through memory, the kernel keeps a block of trials in L1
 for all its steps (3-6x faster on a CPU), on all cores. ``auto`` picks ``kernel`` on an all-CPU
 mesh and ``fast`` on a GPU/TPU for n ≤ 4, ``rules`` beyond and for rules without a closed form.
+:func:`general_fast_engine` is the same closed form for any m (the general-m study's ``fast``).
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Callable, NamedTuple
 
 import jax.numpy as jnp
@@ -32,12 +35,15 @@ ENGINES = ("auto", "kernel", "fast", "rules")
 class Engine(NamedTuple):
     """How one slot moves: ``init(trial) -> dyn``; ``step(trial, dyn) -> (dyn⁺, ‖increment‖²)``;
     ``measure(trial, dyn) -> (E, F, ‖(a, B)‖²)`` at the current point, F = ``None`` for SG where
-    F(θ, ψ, ξ = θ) = E (saves carrying a copy); ``final(dyn) -> (a, B, c)``."""
+    F(θ, ψ, ξ = θ) = E (saves carrying a copy); ``final(dyn) -> (a, B, c)``; ``state(dyn, t)``
+    (the general-m engines) the same point as :func:`dualjax.rules.make_step`'s ``StepState``
+    after t steps, which the end-point classification steps (``None`` where not needed)."""
 
     init: Callable
     step: Callable
     measure: Callable
     final: Callable
+    state: Callable | None = None
 
 
 class FastState(NamedTuple):
@@ -89,7 +95,7 @@ def rules_engine(rule: rules.TeacherRule, cfg: Config, *, start: Callable = _m1_
         c = s.teacher.xi if rule.carries_teacher else s.theta
         return s.theta[:, 0], s.psi, c[:, 0]
 
-    return Engine(init, step, measure, final)
+    return Engine(init, step, measure, final, lambda s, t: s)
 
 
 class ClosedForm(NamedTuple):
@@ -174,6 +180,125 @@ def fast_engine(rule: rules.TeacherRule | ClosedForm, cfg: Config) -> Engine:
         return a, B, c
 
     return Engine(init, step, measure, final)
+
+
+class MatrixState(NamedTuple):
+    """The general-m fast engine's per-trial state as nested lists of scalars: ``A[i][k]`` (n×m),
+    ``B[i][j]`` (n×n) and the EMA teacher ``C[i][k]`` (``None`` for SG, whose teacher is A)."""
+
+    A: list
+    B: list
+    C: list | None = None
+
+
+def _add(terms):
+    """Σ terms, without the ``0 +`` of :func:`sum` (one add fewer per entry in the traced step)."""
+    return functools.reduce(operator.add, terms)
+
+
+def _mm(X, Y):
+    """X Y of scalar lists, X (p×q), Y (q×r)."""
+    return [[_add([x[j] * Y[j][k] for j in range(len(Y))]) for k in range(len(Y[0]))] for x in X]
+
+
+def _tmm(X, Y):
+    """Xᵀ Y of scalar lists, X (q×p), Y (q×r)."""
+    return [[_add([X[j][i] * Y[j][k] for j in range(len(X))]) for k in range(len(Y[0]))] for i in range(len(X[0]))]
+
+
+def _mmt(X, Y):
+    """X Yᵀ of scalar lists, X (p×q), Y (r×q)."""
+    return [[_add([a * b for a, b in zip(x, y)]) for y in Y] for x in X]
+
+
+def _inner(X, Y):
+    """The Frobenius product ⟨X, Y⟩ = tr(XᵀY) of scalar lists."""
+    return _add([a * b for x, y in zip(X, Y) for a, b in zip(x, y)])
+
+
+def _entries(M, p: int, q: int):
+    return [[M[i, j] for j in range(q)] for i in range(p)]
+
+
+def _lincomb(a, X, b, Y):
+    """a X + b Y entrywise (a, b scalars)."""
+    return [[a * u + b * v for u, v in zip(x, y)] for x, y in zip(X, Y)]
+
+
+def general_fast_engine(rule: rules.TeacherRule | ClosedForm, cfg, *,
+                        start: Callable = lambda trial: (trial.A0, trial.B0)) -> Engine:
+    """The closed form of the rules' step for any m (Lemma 4.1 with ρ, τ, σ m×m), on nested lists
+    of per-trial scalars like :func:`fast_engine`, so XLA fuses the vmapped step into elementwise
+    loops over the trials. For F(A, B, C) = ½ tr(BAρAᵀBᵀ) − tr(BAτᵀCᵀ) + ½ tr(CσCᵀ) + ½λ(‖A‖² + ‖B‖²)
+    (:func:`dualjax.linear.model.F`; ρ symmetric) and R = BAρ − Cτ (n×m),
+
+        ∇_A F = BᵀBAρ − BᵀCτ + λA = BᵀR + λA  (n×m),   ∇_B F = BAρAᵀ − CτAᵀ + λB = RAᵀ + λB  (n×n),
+
+    taken at C = ξ held fixed (the rules' stop-gradient), so one step of SG / EMA with ``optax.sgd(η)`` is
+
+        A⁺ = A − η(BᵀR + λA),  B⁺ = B − η(RAᵀ + λB),  C⁺ = A⁺ (SG)  or  α C + (1 − α) A⁺ (EMA),
+        E(A, B) = F(A, B, A),  F = ½⟨U, Uρ⟩ − ⟨U, Cτ⟩ + ½⟨C, Cσ⟩ + ½λ(‖A‖² + ‖B‖²),  U = BA,
+
+    with α and the copy from :func:`closed_form` (a rule without one is a ValueError); at m = 1 it
+    is :func:`fast_engine` (a = A[:, 0]). The increment is :func:`dualjax.rules.make_step`'s (SG:
+    ‖ΔA‖² + ‖ΔB‖² + ‖Δξ‖² with ξ = A). ``cfg`` gives n, m and η; ``trial`` is an
+    :class:`~dualjax.linear.montecarlo.ensemble.Instance` (ρ, τ, σ (m, m), λ, and
+    ``start(trial) -> (A₀, B₀)``). The state is a :class:`MatrixState`; ``state(dyn, t)`` is the
+    rules' ``StepState`` of the same point (for a rule object, not a bare :class:`ClosedForm`).
+    ``tests/test_montecarlo_m.py`` checks the step equals the rules engine's to 1e-12 (m = 1, 2, 3).
+    """
+    form = closed_form(rule)
+    n, m, eta, alpha, ema = cfg.n, cfg.m, cfg.eta, form.alpha, form.copy
+
+    def init(trial):
+        A0, B0 = start(trial)
+        A = _entries(A0, n, m)
+        return MatrixState(A, _entries(B0, n, n), [list(row) for row in A] if ema else None)
+
+    def products(trial, dyn):
+        """U = BA, Uρ and Cτ: shared by the step and measure, so XLA computes them once per step."""
+        C = dyn.C if ema else dyn.A
+        U = _mm(dyn.B, dyn.A)
+        return C, U, _mm(U, _entries(trial.rho, m, m)), _mm(C, _entries(trial.tau, m, m))
+
+    def step(trial, dyn):
+        A, B, lam = dyn.A, dyn.B, trial.lam
+        C, _, U_rho, C_tau = products(trial, dyn)
+        R = _lincomb(1.0, U_rho, -1.0, C_tau)
+        step_A = _lincomb(eta, _tmm(B, R), eta * lam, A)
+        step_B = _lincomb(eta, _mmt(R, A), eta * lam, B)
+        A2, B2 = _lincomb(1.0, A, -1.0, step_A), _lincomb(1.0, B, -1.0, step_B)
+        d_A, d_B = _inner(step_A, step_A), _inner(step_B, step_B)
+        if ema:
+            C2 = _lincomb(alpha, C, 1 - alpha, A2)
+            d_C = _lincomb(1.0, C2, -1.0, C)
+            return MatrixState(A2, B2, C2), d_A + d_B + _inner(d_C, d_C)
+        return MatrixState(A2, B2), 2 * d_A + d_B
+
+    def measure(trial, dyn):
+        A, B, lam = dyn.A, dyn.B, trial.lam
+        C, U, U_rho, C_tau = products(trial, dyn)
+        sigma = _entries(trial.sigma, m, m)
+        sq = _inner(A, A) + _inner(B, B)
+        quad = 0.5 * _inner(U, U_rho) + 0.5 * lam * sq
+        A_tau = _mm(A, _entries(trial.tau, m, m)) if ema else C_tau
+        E = quad - _inner(U, A_tau) + 0.5 * _inner(A, _mm(A, sigma))
+        F = quad - _inner(U, C_tau) + 0.5 * _inner(C, _mm(C, sigma)) if ema else None
+        return E, F, sq
+
+    def matrix(rows):
+        return jnp.stack([jnp.stack(row) for row in rows])
+
+    def final(dyn):
+        A = matrix(dyn.A)
+        return A, matrix(dyn.B), matrix(dyn.C) if ema else A
+
+    def state(dyn, t):
+        A, B, C = final(dyn)
+        s = rules.init_state(rule, optax.sgd(eta), A, B)
+        return s._replace(teacher=s.teacher._replace(xi=C if ema else s.teacher.xi, count=t))
+
+    return Engine(init, step, measure, final, None if isinstance(rule, ClosedForm) else state)
 
 
 def resolve_engine(engine: str, n: int, cpu: bool = True, rule: rules.TeacherRule | ClosedForm | None = None) -> str:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dualjax.linear import model
+from dualjax.linear.montecarlo.pool import HOST_COMPILER_OPTIONS
 
 Sampler = Callable[..., tuple[jax.Array, jax.Array, jax.Array]]
 
@@ -143,4 +144,6 @@ def sample_instances(key, indices, cfg, sampler: Sampler) -> Instance:
 
 @functools.lru_cache(maxsize=32)
 def _sample_batch(cfg, sampler):
-    return jax.jit(jax.vmap(lambda key, i: sample_instance(key, i, cfg, sampler), in_axes=(None, 0)))
+    # LLVM -O1: half the compile of threefry's rounds, the same bits
+    return jax.jit(jax.vmap(lambda key, i: sample_instance(key, i, cfg, sampler), in_axes=(None, 0)),
+                   compiler_options=HOST_COMPILER_OPTIONS)

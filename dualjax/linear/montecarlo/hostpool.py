@@ -22,7 +22,13 @@ import numpy as np
 from dualjax.linear.montecarlo import kernel
 from dualjax.linear.montecarlo.config import Config
 from dualjax.linear.montecarlo.engines import ClosedForm, fast_engine
-from dualjax.linear.montecarlo.pool import DEFAULT_BLOCK, PoolOps, classify_lanes, fill_lanes
+from dualjax.linear.montecarlo.pool import (
+    DEFAULT_BLOCK,
+    HOST_COMPILER_OPTIONS,
+    PoolOps,
+    classify_lanes,
+    fill_lanes,
+)
 from dualjax.linear.montecarlo.slots import classify, init_slot
 from dualjax.linear.montecarlo.trials import Trial, sample_trial
 
@@ -31,11 +37,6 @@ from dualjax.linear.montecarlo.trials import Trial, sample_trial
 KERNEL_BATCH = 256
 KERNEL_SAMPLE_BATCH = 2048
 KERNEL_ROW_PAD = 24
-# XLA's CPU backend at LLVM -O1 for the host pool's JAX programs: their compile is most of a
-# cold study's (threefry's unrolled rounds), -O1 halves it, they run once per batch of trials
-# (not per step, so their speed hardly matters), and they give the same bits (tests compare
-# the trials and verdicts with the XLA pool's, byte-identical trials.csv checked).
-HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 
 # --------------------------------------------------------------------------- packing a pytree

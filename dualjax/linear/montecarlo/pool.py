@@ -26,13 +26,21 @@ from dualjax.linear.montecarlo.trials import sample_trial
 # are cheap to start but each harvest costs a few JAX calls, so it takes longer blocks.
 DEFAULT_BLOCK = {"kernel": 512, "fast": 256, "rules": 256}
 
+# XLA's CPU backend at LLVM -O1 for the programs that run once per batch of trials, not per step
+# (sampling, filling, harvesting, shrinking; the host pool's and the general-m study's): their
+# compile is most of a cold study's (threefry's unrolled rounds), -O1 halves it, their speed hardly
+# matters, and they give the same bits (tests compare the trials and verdicts with the XLA pool's,
+# byte-identical trials.csv checked; the general-m sampler's draws are bitwise equal at -O1 and -O3).
+HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
 
 class PoolOps(NamedTuple):
     """The steps of a pool, as :func:`run_pool` calls them (``pool`` is the implementation's own
     representation of the lanes; ``index``, ``lanes``, ``take`` are int arrays, ``live`` and
     ``occupied`` bool arrays, all host NumPy).
 
-    fill(key, index, live) -> pool: samples and initializes trial ``index[i]`` in lane i;
+    fill(key, index, live) -> pool: samples and initializes trial ``index[i]`` in lane i (``key``: what
+        :func:`run_pool` was given, the base key; the general-m pool takes its instance table);
     advance(pool) -> pool: ``block`` steps of every lane (a stopped lane stays frozen);
     harvest(pool, occupied) -> (lanes, columns): the occupied lanes whose trial has stopped, and
     their :func:`~dualjax.linear.montecarlo.slots.classify` columns;
