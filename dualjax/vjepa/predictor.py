@@ -23,7 +23,7 @@ from dualjax.vjepa.vit import Blocks, _layer_norm, _linear, gather_tokens, prefi
 class Predictor(nnx.Module):
     def __init__(self, *, grid: tuple[int, int, int], enc_width: int, width: int = 384, depth: int = 12,
                  heads: int = 12, mlp_ratio: float = 4.0, num_mask_tokens: int = 2, uniform_power: bool = True,
-                 dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+                 dtype=jnp.float32, unroll: int = 1, remat: bool = False, rngs: nnx.Rngs):
         if width % heads:
             raise ValueError(f"predictor width={width} is not divisible by heads={heads}")
         self.grid = tuple(grid)
@@ -31,7 +31,7 @@ class Predictor(nnx.Module):
         self.uniform_power = uniform_power
         self.embed = _linear(enc_width, width, rngs, dtype=dtype)
         self.mask_tokens = nnx.Param(jnp.zeros((num_mask_tokens, 1, 1, width)))
-        self.blocks = Blocks(depth, width, heads, mlp_ratio, rngs=rngs, dtype=dtype, remat=remat)
+        self.blocks = Blocks(depth, width, heads, mlp_ratio, rngs=rngs, dtype=dtype, unroll=unroll, remat=remat)
         self.norm = _layer_norm(width, rngs)
         self.proj = _linear(width, enc_width, rngs, dtype=dtype)
 

@@ -193,12 +193,14 @@ class Blocks(nnx.Module):
 
     ``self.layers`` is one :class:`Block` whose parameters carry a leading depth axis, built from
     ``depth`` blocks drawn in order from ``rngs`` (the init of an unrolled list of blocks); the
-    forward scans over that axis. ``remat`` recomputes each block's activations in the backward
-    pass instead of storing them (less memory, one more forward)."""
+    forward scans over that axis, ``unroll`` blocks per iteration (≥ depth: no loop, the blocks
+    unrolled: the same values, a longer compile). ``remat`` recomputes each block's activations in
+    the backward pass instead of storing them (less memory, one more forward)."""
 
     def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
-                 dtype=jnp.float32, remat: bool = False):
+                 dtype=jnp.float32, unroll: int = 1, remat: bool = False):
         self.depth = depth
+        self.unroll = unroll
         self.remat = remat
         self.layers = stack_modules([Block(width, heads, mlp_ratio, rngs=rngs, dtype=dtype) for _ in range(depth)])
 
@@ -210,7 +212,8 @@ class Blocks(nnx.Module):
 
         if self.remat:
             body = jax.checkpoint(body)
-        return jax.lax.scan(body, x_BxNxD, params)[0]
+        unroll = True if self.unroll >= self.depth else self.unroll
+        return jax.lax.scan(body, x_BxNxD, params, unroll=unroll)[0]
 
 
 class ViT(nnx.Module):
@@ -223,7 +226,8 @@ class ViT(nnx.Module):
 
     def __init__(self, name: str = "tiny", *, frames: int, size: int, tubelet: int = 2, patch: int = 16,
                  channels: int = 3, width: int = 0, depth: int = 0, heads: int = 0, mlp_ratio: float = 4.0,
-                 uniform_power: bool = True, dtype=jnp.float32, remat: bool = False, rngs: nnx.Rngs):
+                 uniform_power: bool = True, dtype=jnp.float32, unroll: int = 1, remat: bool = False,
+                 rngs: nnx.Rngs):
         v = variant(name, width, depth, heads)
         if frames % tubelet or size % patch:
             raise ValueError(f"clip {frames}x{size}x{size} is not divisible by tubelet {tubelet}x{patch}x{patch}")
@@ -233,7 +237,8 @@ class ViT(nnx.Module):
         self.embed = nnx.Conv(channels, v.width, kernel_size=(tubelet, patch, patch), strides=(tubelet, patch, patch),
                               padding="VALID", kernel_init=weight_init, bias_init=nnx.initializers.zeros,
                               dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-        self.blocks = Blocks(v.depth, v.width, v.heads, mlp_ratio, rngs=rngs, dtype=dtype, remat=remat)
+        self.blocks = Blocks(v.depth, v.width, v.heads, mlp_ratio, rngs=rngs, dtype=dtype, unroll=unroll,
+                             remat=remat)
         self.norm = _layer_norm(v.width, rngs)
 
     @property
