@@ -128,5 +128,7 @@ def test_stacked_blocks_init_as_a_list_of_blocks_and_scan_equals_the_unrolled_fo
     y, y_ref, y_pad, y_pad_ref, (g, g_ref) = both(blocks)
     np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y_pad, y_pad_ref, rtol=1e-5, atol=1e-6)
+    blocks.unroll = depth  # no loop: the same values
+    np.testing.assert_allclose(nnx.jit(lambda b: b(x, valid))(blocks), y_pad, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
                  nnx.to_pure_dict(nnx.state(g)), nnx.to_pure_dict(nnx.state(g_ref)))
