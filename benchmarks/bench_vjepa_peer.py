@@ -13,6 +13,10 @@ the table gives the median over rounds (and the range) of each side, their ratio
 seconds and the memory of our step (XLA buffer assignment, process max RSS), with the load average
 of each round. The peer runs only where its Python (with torch), the reference checkout and the
 script are found; otherwise our side alone.
+
+Run it on a quiet machine: torch's OpenMP threads spin at their barriers and lose most of their
+time when the cores are oversubscribed by other jobs (measured here: 0.12 clips/s for the peer at
+load 11–14, against 3.3–4.4 on a quiet machine), so a ratio taken under load flatters us.
 """
 
 from __future__ import annotations
