@@ -97,6 +97,8 @@ class Config:
     sharding: str = "dp"  # dp: params replicated, batch sharded | fsdp: large params sharded too
     fsdp_min_size: int = 2**14  # fsdp: leaves with fewer elements stay replicated
     compute_dtype: str = "bfloat16"  # float32 | bfloat16 matmuls (parameters, optimizer, norms, softmax, loss: float32)
+    block_unroll: int = 1  # transformer blocks per iteration of the scan over blocks (≥ depth: fully unrolled)
+    remat: bool = False  # recompute each block's activations in the backward pass (less memory, one more forward)
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
     # ---- reference-recipe options (docs/vjepa.md: reference value | ours | source)
     ipe_scale: float = 1.25  # lr / wd / momentum schedules laid out over ipe_scale × steps; training stops at steps
@@ -248,6 +250,7 @@ FIELD_CHECKS = {
     "probe_heads": _NONNEG, "probe_train_clips": _NONNEG, "ckpt_every": _NONNEG, "ckpt_keep": _POS,
     "num_devices": _NONNEG, "sharding": _one_of("dp", "fsdp"), "fsdp_min_size": _NONNEG,
     "compute_dtype": _one_of("float32", "bfloat16"), "check_finite": _bool, "stop_on_collapse": _bool,
+    "block_unroll": _POS, "remat": _bool,
     "ipe_scale": _real(1), "lr_batch": _NONNEG, "clip_grad": _real(0), "uniform_power": _bool,
     "mask_trim": _one_of(*masks.TRIMS), "mask_group": _NONNEG, "mask_buckets": _POS,
     "short_videos": _one_of("pad", "skip"), "probe_segments": _POS, "probe_views": _POS, "probe_augment": _bool,

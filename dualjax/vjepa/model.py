@@ -66,14 +66,16 @@ class VJEPA:
         dtype = jnp.dtype(cfg.compute_dtype)
         enc_fn = lambda rngs: ViT(cfg.model, frames=cfg.frames, size=cfg.size, tubelet=cfg.tubelet,  # noqa: E731
                                   patch=cfg.patch, width=cfg.width, depth=cfg.depth, heads=cfg.heads,
-                                  mlp_ratio=cfg.mlp_ratio, uniform_power=cfg.uniform_power, dtype=dtype, rngs=rngs)
+                                  mlp_ratio=cfg.mlp_ratio, uniform_power=cfg.uniform_power, dtype=dtype,
+                                  unroll=cfg.block_unroll, remat=cfg.remat, rngs=rngs)
         self.encode = _Pure(enc_fn, seed)
         enc = self.encode.module
         self.width, self.heads, self.grid = enc.width, enc.heads, enc.grid
         pred_fn = lambda rngs: Predictor(grid=enc.grid, enc_width=enc.width, width=cfg.pred_width,  # noqa: E731
                                          depth=cfg.pred_depth, heads=cfg.pred_heads or enc.heads,
                                          mlp_ratio=cfg.mlp_ratio, num_mask_tokens=len(cfg.mask_blocks),
-                                         uniform_power=cfg.uniform_power, dtype=dtype, rngs=rngs)
+                                         uniform_power=cfg.uniform_power, dtype=dtype,
+                                         unroll=cfg.block_unroll, remat=cfg.remat, rngs=rngs)
         self.predict = _Pure(pred_fn, seed + 1)
 
     def init(self) -> tuple[PyTree, PyTree]:

@@ -30,6 +30,7 @@ import optax
 from dualjax import rules
 from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
+from dualjax.vjepa import vit
 
 CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_
 
@@ -120,8 +121,17 @@ def clip_parts(max_norm: float, start: int) -> optax.GradientTransformation:
 
 
 def decay_mask(params: PyTree) -> PyTree:
-    """Weight decay on matrices and tensors only: no decay on biases, LayerNorm or other 1-D params."""
-    return jax.tree.map(lambda p: p.ndim > 1, params)
+    """Weight decay on matrices and tensors only: no decay on biases, LayerNorm or other 1-D params.
+
+    A parameter under a ``blocks`` key (:data:`~dualjax.vjepa.vit.STACK_KEY`) is a stack of
+    per-block parameters along a leading depth axis, so it counts as one dimension less: a stacked
+    LayerNorm scale (depth, D) is 1-D per block and not decayed, a stacked kernel (depth, D, D') is."""
+
+    def per_block_ndim(path, p):
+        stacked = any(getattr(key, "key", None) == vit.STACK_KEY for key in path)
+        return p.ndim - stacked > 1
+
+    return jax.tree_util.tree_map_with_path(per_block_ndim, params)
 
 
 def make_optimizer(cfg: config_lib.Config) -> optax.GradientTransformation:

@@ -7,8 +7,8 @@
 
 The mask tokens m_i (one per mask generator) start at zero; the predictor has its own fixed
 3D sin-cos positions at its width D_p (``uniform_power`` as the encoder's). Padded entries of the
-index lists (beyond ``n_ctx[b]`` / ``n_tgt[b]``) are left out of attention. Init and precision as
-in :mod:`dualjax.vjepa.vit`.
+index lists (beyond ``n_ctx[b]`` / ``n_tgt[b]``) are left out of attention. Init, precision and
+the stacked blocks (one scan over a leading depth axis) as in :mod:`dualjax.vjepa.vit`.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from dualjax.vjepa.vit import Block, _layer_norm, _linear, gather_tokens, prefix_mask, sincos_3d
+from dualjax.vjepa.vit import Blocks, _layer_norm, _linear, gather_tokens, prefix_mask, sincos_3d
 
 
 class Predictor(nnx.Module):
     def __init__(self, *, grid: tuple[int, int, int], enc_width: int, width: int = 384, depth: int = 12,
                  heads: int = 12, mlp_ratio: float = 4.0, num_mask_tokens: int = 2, uniform_power: bool = True,
-                 dtype=jnp.float32, rngs: nnx.Rngs):
+                 dtype=jnp.float32, unroll: int = 1, remat: bool = False, rngs: nnx.Rngs):
         if width % heads:
             raise ValueError(f"predictor width={width} is not divisible by heads={heads}")
         self.grid = tuple(grid)
@@ -31,7 +31,7 @@ class Predictor(nnx.Module):
         self.uniform_power = uniform_power
         self.embed = _linear(enc_width, width, rngs, dtype=dtype)
         self.mask_tokens = nnx.Param(jnp.zeros((num_mask_tokens, 1, 1, width)))
-        self.blocks = nnx.List([Block(width, heads, mlp_ratio, rngs=rngs, dtype=dtype) for _ in range(depth)])
+        self.blocks = Blocks(depth, width, heads, mlp_ratio, rngs=rngs, dtype=dtype, unroll=unroll, remat=remat)
         self.norm = _layer_norm(width, rngs)
         self.proj = _linear(width, enc_width, rngs, dtype=dtype)
 
@@ -47,6 +47,5 @@ class Predictor(nnx.Module):
         valid = None
         if n_ctx_B is not None:
             valid = jnp.concatenate([prefix_mask(n_ctx_B, C), prefix_mask(n_tgt_B, tgt_BxT.shape[1])], axis=1)
-        for block in self.blocks:
-            x = block(x, valid)
+        x = self.blocks(x, valid)
         return self.proj(self.norm(x[:, C:])).astype(jnp.float32)

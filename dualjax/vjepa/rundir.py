@@ -15,6 +15,12 @@ indexed by step, so the data position of checkpoint ``s`` is ``s``: a resumed ru
 records with ``step < s`` and continues with batch ``s``. A run is complete when
 ``checkpoints/<steps>`` exists.
 
+**Block layout.** The blocks' parameters (θ, ψ, ξ and the Adam moments alike) are stored stacked,
+``…/blocks/layers/<param>`` with a leading depth axis (:class:`dualjax.vjepa.vit.Blocks`).
+Checkpoints written before that change hold one entry per block, ``…/blocks/<l>/<param>``
+(:data:`PER_BLOCK`); :func:`resume` and :func:`restore_checkpoint` read them into the stacked
+layout (:func:`checkpoint_layout`, :func:`unstack_blocks`, :func:`stack_blocks`).
+
 A fresh run refuses a non-empty ``DIR`` unless ``overwrite`` (:func:`check`, before any work);
 with it, only :data:`OWNED` is removed (:func:`prepare`, once the set-up is validated).
 """
@@ -27,17 +33,20 @@ import logging
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from dualjax import checkpoint as ckpt_lib
 from dualjax import configs, outputs, rules
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa.step import Setup, TrainState
+from dualjax.vjepa.vit import STACK_KEY
 
 CONFIG, METRICS, CKPT_DIR, PROBE = "config.json", "metrics.jsonl", "checkpoints", "probe.json"
 OWNED = (CONFIG, METRICS, CKPT_DIR, PROBE)  # what a run writes; config.json goes first
 
 log = logging.getLogger(__name__)
+PER_BLOCK, STACKED = "per-block", "stacked"  # checkpoint layouts of the blocks (module doc)
 
 
 def read_config(run_dir: str | Path) -> config_lib.Config:
@@ -102,6 +111,68 @@ def tree_to_state(tree: dict) -> TrainState:
                       tree["step"], tree["rng"])
 
 
+def checkpoint_layout(step_dir: str | Path) -> str:
+    """:data:`PER_BLOCK` if checkpoint ``step_dir`` (``…/checkpoints/<s>``) holds one entry per
+    block (``blocks/<l>/…``, written before the blocks were stacked), else :data:`STACKED`; read
+    from orbax's tree metadata, without loading arrays."""
+    meta = Path(step_dir) / "state" / "_METADATA"
+    try:
+        paths = json.loads(meta.read_text())["tree_metadata"]
+    except (OSError, ValueError, KeyError):
+        return STACKED  # unreadable metadata: orbax's restore says why
+    for path in paths:
+        keys = path.strip("()").replace("'", "").split(", ")
+        if any(k == STACK_KEY and nxt.isdigit() for k, nxt in zip(keys, keys[1:])):
+            return PER_BLOCK
+    return STACKED
+
+
+def _map_blocks(tree, fn):
+    """``tree`` with every ``{STACK_KEY: value}`` entry of its dicts replaced by ``fn(value)``."""
+    if isinstance(tree, dict):
+        return {k: fn(v) if k == STACK_KEY else _map_blocks(v, fn) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
+        return type(tree)(_map_blocks(v, fn) for v in tree)
+    if hasattr(tree, "_fields"):  # NamedTuple (optax states)
+        return type(tree)(*(_map_blocks(v, fn) for v in tree))
+    return tree
+
+
+def unstack_blocks(tree):
+    """The per-block layout of a stacked tree: ``blocks/layers/p`` (depth, …) -> ``blocks/<l>/p``;
+    arrays are sliced, ``jax.ShapeDtypeStruct`` leaves lose the depth axis (on one device)."""
+
+    def split(stacked):
+        depth = jax.tree.leaves(stacked)[0].shape[0]
+
+        def part(a, l):
+            if isinstance(a, jax.ShapeDtypeStruct):
+                return jax.ShapeDtypeStruct(a.shape[1:], a.dtype)
+            return a[l]
+
+        return {str(l): jax.tree.map(lambda a: part(a, l), stacked["layers"]) for l in range(depth)}
+
+    return _map_blocks(tree, split)
+
+
+def stack_blocks(tree):
+    """Inverse of :func:`unstack_blocks` on arrays: ``blocks/<l>/p`` -> ``blocks/layers/p``."""
+
+    def stack(per_block):
+        layers = [per_block[k] for k in sorted(per_block, key=int)]
+        return {"layers": jax.tree.map(lambda *xs: jnp.stack(xs), *layers)}
+
+    return _map_blocks(tree, stack)
+
+
+def from_per_block(tree: dict, target: dict) -> dict:
+    """A restored per-block state ``tree`` in the stacked layout of ``target`` (on its shardings)."""
+    log.warning("checkpoint in the per-block layout (written before the blocks were stacked): "
+                "converted to the stacked layout")
+    shardings = jax.tree.map(lambda a: getattr(a, "sharding", None), target)
+    return jax.tree.map(lambda a, sh: a if sh is None else jax.device_put(a, sh), stack_blocks(tree), shardings)
+
+
 def checkpointer(run_dir: str | Path, keep: int = 3) -> ckpt_lib.Checkpointer:
     """The run's asynchronous :class:`dualjax.checkpoint.Checkpointer` on ``run_dir/checkpoints``."""
     return ckpt_lib.Checkpointer(Path(run_dir) / CKPT_DIR, keep=keep)
@@ -117,7 +188,12 @@ def resume(ckpt: ckpt_lib.Checkpointer, state: TrainState) -> tuple[int, TrainSt
     structure and shardings of ``state`` (arrays or ``jax.ShapeDtypeStruct``; newer unreadable
     checkpoints are set aside, see :meth:`~dualjax.checkpoint.Checkpointer.restore_latest`);
     ``(0, state, 0)``, said in the log, if there is none."""
-    found = ckpt.restore_latest(state_to_tree(state))
+    target = state_to_tree(state)
+    latest = ckpt.latest_step()
+    per_block = latest is not None and checkpoint_layout(ckpt.directory / str(latest)) == PER_BLOCK
+    found = ckpt.restore_latest(unstack_blocks(target) if per_block else target)
+    if found is not None and per_block:
+        found = (found[0], from_per_block(found[1], target), found[2])
     if found is None:
         log.warning("no complete checkpoint in %s: starting from step 0", ckpt.directory)
         return 0, state, 0
@@ -153,7 +229,11 @@ def restore_checkpoint(path: str | Path, setup: Setup, sharding: TrainState | No
     target = jax.tree.map(lambda a, sh: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sh), abstract, sharding)
     try:
         with ocp.StandardCheckpointer() as reader:  # read-only (see latest_checkpoint)
-            tree = reader.restore(path / "state", state_to_tree(target))
+            tree = state_to_tree(target)
+            if checkpoint_layout(path) == PER_BLOCK:
+                tree = from_per_block(reader.restore(path / "state", unstack_blocks(tree)), tree)
+            else:
+                tree = reader.restore(path / "state", tree)
     except Exception as err:  # noqa: BLE001 - orbax / tensorstore raise bare Exceptions for damaged files
         raise ckpt_lib.unreadable(path.parent, [(int(path.name), err)]) from err
     return tree_to_state(tree)

@@ -20,6 +20,7 @@ on the steps the loop logs (:func:`is_logged`; NaN on the others, docs/collapse.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
@@ -121,6 +122,17 @@ def build(cfg: config_lib.Config) -> Setup:
         return TrainState(theta, psi, opt_state, teacher, state.step + 1, rng), metrics
 
     return Setup(cfg, model, objective, rule, tx, init, train_step, objective.E, masks_lib.from_config(cfg))
+
+
+def xla_flops(cfg: config_lib.Config, state: TrainState, batch: dict) -> float:
+    """XLA's FLOP count of one ``train_step`` of ``cfg`` on ``batch`` (shapes of ``state``).
+
+    XLA's cost analysis counts the body of a loop once, so the step is lowered (not compiled) with
+    its blocks unrolled (``block_unroll`` ≥ depth): the same arithmetic as the scanned step."""
+    unrolled = build(dataclasses.replace(cfg, block_unroll=max(cfg.depth, cfg.pred_depth, 32)))
+    cost = jax.jit(unrolled.train_step).lower(state, batch).cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    return float(cost.get("flops", 0.0)) if cost else 0.0
 
 
 def device_batch(batch: dict) -> dict:

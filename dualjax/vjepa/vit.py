@@ -9,6 +9,12 @@ Variant table (width / depth / heads, MLP ratio 4, qkv bias, LayerNorm eps 1e-6,
 final LayerNorm): tiny 192/12/3, small 384/12/6, base 768/12/12, large 1024/24/16,
 huge 1280/32/16. Width, depth and heads can be overridden for CPU-sized models.
 
+Blocks are stored **stacked** (:class:`Blocks`): one parameter per kind with a leading ``depth``
+axis (``blocks/attn/q/kernel`` is (depth, D, D)), and the forward is a ``jax.lax.scan`` over that
+axis, so the compiled step, the optimizer, the EMA update and the clipping see one leaf per kind
+rather than one per block and compile time no longer grows with depth. The per-block parameters
+are drawn exactly as for a list of :class:`Block` (same RNG stream, same order) and stacked.
+
 Init (the reference's effective one, ``app/vjepa/utils.py: init_video_model``): every Linear and
 the tubelet Conv3d weight N(0, 0.02²) (the reference's ``trunc_normal_(std=0.02)`` cuts at ±2 in
 absolute value, i.e. at 100 σ: untruncated in practice), zero biases, LayerNorm (1, 0). The models'
@@ -169,6 +175,47 @@ class Block(nnx.Module):
         return x_BxNxD + self.mlp(self.norm2(x_BxNxD)).astype(jnp.float32)
 
 
+STACK_KEY = "blocks"  # the attribute / parameter-dict key of stacked blocks (leading depth axis)
+
+
+def stack_modules(modules: list[nnx.Module]) -> nnx.Module:
+    """One module of the modules' common structure whose every array is the stack of theirs along a
+    new leading axis: parameter p of the result is (len(modules),) + p.shape."""
+    if not modules:
+        raise ValueError("cannot stack an empty list of modules (depth must be ≥ 1)")
+    graphdef, first = nnx.split(modules[0])
+    states = [first] + [nnx.split(m)[1] for m in modules[1:]]
+    return nnx.merge(graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+
+
+class Blocks(nnx.Module):
+    """``depth`` pre-norm blocks x ← Block_l(x), l = 0 … depth − 1, with stacked parameters.
+
+    ``self.layers`` is one :class:`Block` whose parameters carry a leading depth axis, built from
+    ``depth`` blocks drawn in order from ``rngs`` (the init of an unrolled list of blocks); the
+    forward scans over that axis, ``unroll`` blocks per iteration (≥ depth: no loop, the blocks
+    unrolled: the same values, a longer compile). ``remat`` recomputes each block's activations in
+    the backward pass instead of storing them (less memory, one more forward)."""
+
+    def __init__(self, depth: int, width: int, heads: int, mlp_ratio: float, *, rngs: nnx.Rngs,
+                 dtype=jnp.float32, unroll: int = 1, remat: bool = False):
+        self.depth = depth
+        self.unroll = unroll
+        self.remat = remat
+        self.layers = stack_modules([Block(width, heads, mlp_ratio, rngs=rngs, dtype=dtype) for _ in range(depth)])
+
+    def __call__(self, x_BxNxD: jax.Array, valid_BxN: jax.Array | None = None) -> jax.Array:
+        graphdef, params = nnx.split(self.layers)
+
+        def body(x, p):
+            return nnx.merge(graphdef, p)(x, valid_BxN), None
+
+        if self.remat:
+            body = jax.checkpoint(body)
+        unroll = True if self.unroll >= self.depth else self.unroll
+        return jax.lax.scan(body, x_BxNxD, params, unroll=unroll)[0]
+
+
 class ViT(nnx.Module):
     """Encoder f_θ: clip ``x_BxTxHxWxC`` (float, normalised) -> tokens ``z_BxKxD`` (float32).
 
@@ -179,7 +226,8 @@ class ViT(nnx.Module):
 
     def __init__(self, name: str = "tiny", *, frames: int, size: int, tubelet: int = 2, patch: int = 16,
                  channels: int = 3, width: int = 0, depth: int = 0, heads: int = 0, mlp_ratio: float = 4.0,
-                 uniform_power: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+                 uniform_power: bool = True, dtype=jnp.float32, unroll: int = 1, remat: bool = False,
+                 rngs: nnx.Rngs):
         v = variant(name, width, depth, heads)
         if frames % tubelet or size % patch:
             raise ValueError(f"clip {frames}x{size}x{size} is not divisible by tubelet {tubelet}x{patch}x{patch}")
@@ -189,7 +237,8 @@ class ViT(nnx.Module):
         self.embed = nnx.Conv(channels, v.width, kernel_size=(tubelet, patch, patch), strides=(tubelet, patch, patch),
                               padding="VALID", kernel_init=weight_init, bias_init=nnx.initializers.zeros,
                               dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-        self.blocks = nnx.List([Block(v.width, v.heads, mlp_ratio, rngs=rngs, dtype=dtype) for _ in range(v.depth)])
+        self.blocks = Blocks(v.depth, v.width, v.heads, mlp_ratio, rngs=rngs, dtype=dtype, unroll=unroll,
+                             remat=remat)
         self.norm = _layer_norm(v.width, rngs)
 
     @property
@@ -206,9 +255,7 @@ class ViT(nnx.Module):
             x_BxNxD = gather_tokens(x_BxNxD, keep_BxK)
             if keep_len_B is not None:
                 valid = prefix_mask(keep_len_B, keep_BxK.shape[1])
-        for block in self.blocks:
-            x_BxNxD = block(x_BxNxD, valid)
-        return self.norm(x_BxNxD)
+        return self.norm(self.blocks(x_BxNxD, valid))
 
 
 def flops_per_token(width: int, depth: int, tokens: int, mlp_ratio: float = 4.0) -> float:

@@ -73,11 +73,62 @@ def test_vit_and_predictor_shapes():
 
 
 def test_encoder_context_equals_masked_full_pass_without_attention_mixing():
-    # with no blocks the encoder is embed + positions + LN, so the context tokens must equal the
-    # full pass gathered at the same indices: positions are added before the selection
+    # with blocks whose residual branches are zero the encoder is embed + positions + LN, so the
+    # context tokens must equal the full pass gathered at the same indices: positions are added
+    # before the selection
     enc = vit.ViT("tiny", frames=4, size=16, tubelet=2, patch=4, width=32, depth=1, heads=2, rngs=nnx.Rngs(1))
-    enc.blocks = nnx.List([])
+    for layer in (enc.blocks.layers.attn.proj, enc.blocks.layers.mlp.fc2):
+        layer.kernel[...] = jnp.zeros_like(layer.kernel[...])
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 16, 16, 3))
     keep = jnp.array([[0, 5, 31], [3, 4, 17]])
     ctx, full = nnx.jit(lambda m, x, k: (m(x, k), m(x)))(enc, x, keep)
     np.testing.assert_allclose(ctx, vit.gather_tokens(full, keep), atol=1e-5)
+
+
+def _unrolled(blocks: vit.Blocks, x, valid=None):
+    """The blocks applied one after the other, block l with the l-th slice of every stacked parameter."""
+    graphdef, params = nnx.split(blocks.layers)
+    for l in range(blocks.depth):
+        x = nnx.merge(graphdef, jax.tree.map(lambda p: p[l], params))(x, valid)
+    return x
+
+
+def test_stacked_blocks_init_as_a_list_of_blocks_and_scan_equals_the_unrolled_forward():
+    depth, width, heads = 3, 16, 2
+    make = lambda: vit.ViT("tiny", frames=4, size=16, tubelet=2, patch=4, width=width, depth=depth,  # noqa: E731
+                           heads=heads, rngs=nnx.Rngs(3))
+
+    @jax.jit  # one compiled init rather than per-op dispatch
+    def inits():
+        # the unrolled model's init: embedding, then the blocks one by one, one RNG stream
+        rngs = nnx.Rngs(3)
+        nnx.Conv(3, width, kernel_size=(2, 4, 4), rngs=rngs)
+        listed = [nnx.to_pure_dict(nnx.state(vit.Block(width, heads, 4.0, rngs=rngs), nnx.Param)) for _ in range(depth)]
+        return nnx.to_pure_dict(nnx.state(make().blocks.layers, nnx.Param)), listed
+
+    stacked, listed = inits()
+    for l, block in enumerate(listed):
+        jax.tree.map(lambda s, b: np.testing.assert_array_equal(s[l], b), stacked, block)
+    assert stacked["attn"]["q"]["kernel"].shape == (depth, width, width)
+    assert not np.allclose(stacked["attn"]["q"]["kernel"][0], stacked["attn"]["q"]["kernel"][1])
+
+    blocks = nnx.eval_shape(make).blocks
+    nnx.replace_by_pure_dict(state := nnx.state(blocks, nnx.Param), {"layers": stacked})
+    nnx.update(blocks, state)
+    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, width))
+    valid = jnp.array([[True] * 5, [True, True, True, False, False]])  # padded keys in row 1
+    blocks.remat = True  # recomputes the same blocks in the backward pass: same values and gradients
+
+    @nnx.jit
+    def both(blocks):
+        loss = lambda b, f: jnp.sum(jnp.sin(f(b, x, valid)))  # noqa: E731
+        grads = [nnx.grad(lambda b: loss(b, f))(blocks) for f in (lambda m, *a: m(*a), _unrolled)]
+        return blocks(x), _unrolled(blocks, x), blocks(x, valid), _unrolled(blocks, x, valid), grads
+
+    y, y_ref, y_pad, y_pad_ref, (g, g_ref) = both(blocks)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_pad, y_pad_ref, rtol=1e-5, atol=1e-6)
+    blocks.unroll = depth  # no loop: the same values
+    np.testing.assert_allclose(nnx.jit(lambda b: b(x, valid))(blocks), y_pad, rtol=1e-5, atol=1e-6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-7),
+                 nnx.to_pure_dict(nnx.state(g)), nnx.to_pure_dict(nnx.state(g_ref)))

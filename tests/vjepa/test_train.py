@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from dualjax import checkpoint as ckpt_lib
 from dualjax import rules
 from dualjax.configs import override
 from dualjax.vjepa import data, optim, rundir, train
@@ -79,14 +80,18 @@ def test_optimizer_schedules_and_decay_mask(small_cfg):
     np.testing.assert_allclose([wd(49), wd(99)], [0.22, 0.4], rtol=1e-5)
     np.testing.assert_allclose([lr(0), lr(9), lr(99)], [cfg.start_lr + (cfg.lr - cfg.start_lr) / 10, cfg.lr,
                                                          cfg.final_lr], rtol=1e-4)
-    params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3), "tok": jnp.ones((2, 1, 1, 3))}
+    # stacked blocks (leading depth axis 2): a LayerNorm scale (2, 3) is 1-D per block, a kernel (2, 3, 4) 2-D
+    params = {"kernel": jnp.ones((2, 3)), "bias": jnp.ones(3), "scale": jnp.ones(3), "tok": jnp.ones((2, 1, 1, 3)),
+              "blocks": {"layers": {"kernel": jnp.ones((2, 3, 4)), "bias": jnp.ones((2, 4)), "scale": jnp.ones((2, 3))}}}
     tx = optim.make_optimizer(cfg)
     zero = jax.tree.map(jnp.zeros_like, params)
     upd, _ = tx.update(zero, tx.init(params), params)
     # zero gradient: Adam's part vanishes, only decoupled decay −lr·wd·p remains, and only on n-D params
     np.testing.assert_allclose(upd["kernel"], -float(lr(0)) * float(wd(0)), rtol=1e-4)
     np.testing.assert_allclose(upd["tok"], -float(lr(0)) * float(wd(0)), rtol=1e-4)
-    assert float(jnp.abs(upd["bias"]).max()) == 0 and float(jnp.abs(upd["scale"]).max()) == 0
+    np.testing.assert_allclose(upd["blocks"]["layers"]["kernel"], -float(lr(0)) * float(wd(0)), rtol=1e-4)
+    for flat in (upd, upd["blocks"]["layers"]):
+        assert float(jnp.abs(flat["bias"]).max()) == 0 and float(jnp.abs(flat["scale"]).max()) == 0
 
 
 # ---------------------------------------------------------------------------- logged run
@@ -174,3 +179,33 @@ def test_checkpoint_round_trip_and_probe_cli(ema_run, capsys):
     assert main(["probe", "--ckpt", str(out)]) == 0
     res = json.loads((out / "probe.json").read_text())
     assert 0.0 <= res["probe_top1"] <= 1.0 and res["step"] == cfg.steps
+
+
+def test_stack_and_unstack_blocks_are_inverse_in_block_order():
+    w = jnp.arange(24.0).reshape(12, 2)  # 12 blocks: '10' must come after '9'
+    tree = ({"blocks": {"layers": {"w": w}}, "embed": jnp.ones(3)}, [{"blocks": {"layers": {"w": 2 * w}}}])
+    per_block = rundir.unstack_blocks(tree)
+    assert sorted(per_block[0]["blocks"], key=int) == [str(l) for l in range(12)]
+    np.testing.assert_array_equal(per_block[0]["blocks"]["10"]["w"], [20.0, 21.0])
+    np.testing.assert_array_equal(per_block[1][0]["blocks"]["3"]["w"], [12.0, 14.0])
+    _close(rundir.stack_blocks(per_block), tree, rtol=0, atol=0)
+
+
+def test_a_per_block_checkpoint_resumes_into_the_stacked_layout(ema_run, tmp_path):
+    """A checkpoint written before the blocks were stacked (``blocks/<l>/<param>``, one entry per
+    block) is read into today's stacked state, by a resume and by ``restore_checkpoint``."""
+    built, out, _ = ema_run
+    saved = rundir.latest_checkpoint(out)
+    state = rundir.restore_checkpoint(saved, built.setup)
+    old = rundir.unstack_blocks(rundir.state_to_tree(state))
+    assert set(old["theta"]["blocks"]) == {str(l) for l in range(built.cfg.depth)}
+    with ckpt_lib.Checkpointer(tmp_path, async_save=False) as ckpt:
+        ckpt.save(3, old, {"step": 3, "data": {"next_step": 3}, "videos_skipped": 0})
+        assert rundir.checkpoint_layout(tmp_path / "3") == rundir.PER_BLOCK
+        assert rundir.checkpoint_layout(saved) == rundir.STACKED
+        step, resumed, _ = rundir.resume(ckpt, jax.eval_shape(built.setup.init))
+    assert step == 3
+    _close(rundir.state_to_tree(resumed), rundir.state_to_tree(state), rtol=0, atol=0)
+    read = rundir.restore_checkpoint(tmp_path / "3", built.setup)
+    assert jax.tree.structure(read) == jax.tree.structure(state)
+    _close(rundir.state_to_tree(read), rundir.state_to_tree(state), rtol=0, atol=0)
