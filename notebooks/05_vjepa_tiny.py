@@ -40,10 +40,10 @@ from dualjax.vjepa import plots as vplots
 from dualjax.vjepa import train as vtrain
 
 out = Path(os.environ.get("DUALJAX_NOTEBOOK_OUT") or tempfile.mkdtemp(prefix="vjepa_nb_"))
-steps = 20 if SMALL else 150
+steps = 10 if SMALL else 150
 overrides = dict(steps=steps, warmup_steps=steps // 10, num_devices=1)  # simulated CPU devices share the same cores: data parallelism only adds overhead
-if SMALL:
-    overrides.update(log_every=5, probe_steps=50, num_train=256, num_heldout=128, probe_train_clips=256)
+if SMALL:  # a smoke run: compiling the two steps is most of its time
+    overrides.update(batch_size=8, log_every=2, probe_steps=30, num_train=128, num_heldout=64, probe_train_clips=128)
 
 # %% [markdown]
 # ## Train SG and EMA from the same initialisation and data

@@ -2,6 +2,15 @@
 
 * 8 simulated CPU devices (set before the JAX backend starts) so sharding tests can run;
   more XLA threads than devices, or collectives deadlock.
+* XLA's CPU backend compiles for speed of compiling: LLVM ``-O0``
+  (``--xla_backend_optimization_level=0``) and the classic elemental emitters
+  (``--xla_cpu_use_fusion_emitters=false``), added to ``XLA_FLAGS`` unless set there, and inherited
+  by the commands and notebook kernels the tests start. The suite's programs are small and run a
+  few steps, so compiling is most of its time: the two flags take the suite from ~14 to ~7 minutes
+  on two cores. XLA's HLO passes (fusion, layout, sharding) are the same as by default; only the
+  machine code differs, so results may differ from a default build in the last bits (contraction
+  of multiply-adds), never in what the tests check. For the default code generation run
+  ``XLA_FLAGS="--xla_backend_optimization_level=3 --xla_cpu_use_fusion_emitters=true" pytest``.
 * Mathematics is checked in float64: every test runs under ``jax.enable_x64(True)`` except
   those marked ``float32`` or living under ``tests/vjepa`` (training code runs in float32).
 * The compilation caches of :mod:`dualjax.cache` are off (``DUALJAX_NO_CACHE=1``, inherited by
@@ -22,6 +31,10 @@ import shutil
 import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_backend_optimization_level=0"
+if "xla_cpu_use_fusion_emitters" not in os.environ["XLA_FLAGS"]:
+    os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
 os.environ.setdefault("NPROC", "16")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")

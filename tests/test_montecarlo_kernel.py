@@ -27,9 +27,11 @@ def test_kernel_pool_matches_the_xla_engine_trial_for_trial(rule):
     for name in ("index", "rho", "tau", "lam", "delta"):
         np.testing.assert_array_equal(ker[name], xla[name], err_msg=name)
     # The same operations in the same order; XLA may still round differently (e.g. by contracting
-    # a multiply-add), and a trial near a basin boundary can then end elsewhere.
+    # a multiply-add), and a trial near a basin boundary can then end elsewhere. Trials that both
+    # ran out of budget end "at the same step" whatever their paths did, so they are not compared.
     same = ker["steps"] == xla["steps"]
     assert same.mean() >= 0.98, same.mean()
+    same &= ker["steps"] < CFG.max_steps
     assert (ker["outcome"] == xla["outcome"]).mean() >= 0.99
     np.testing.assert_allclose(ker["final_norm"][same], xla["final_norm"][same], rtol=1e-8, atol=1e-12)
     np.testing.assert_array_equal(ker["e_increased"][same], xla["e_increased"][same])

@@ -107,8 +107,10 @@ def test_stacked_blocks_init_as_a_list_of_blocks_and_scan_equals_the_unrolled_fo
         return nnx.to_pure_dict(nnx.state(make().blocks.layers, nnx.Param)), listed
 
     stacked, listed = inits()
+    # the same draws, scaled in two fusions of one program: equal up to the rounding of the
+    # scaling (a different draw would differ at O(1))
     for l, block in enumerate(listed):
-        jax.tree.map(lambda s, b: np.testing.assert_array_equal(s[l], b), stacked, block)
+        jax.tree.map(lambda s, b: np.testing.assert_allclose(s[l], b, rtol=1e-6, atol=0), stacked, block)
     assert stacked["attn"]["q"]["kernel"].shape == (depth, width, width)
     assert not np.allclose(stacked["attn"]["q"]["kernel"][0], stacked["attn"]["q"]["kernel"][1])
 

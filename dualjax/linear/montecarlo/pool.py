@@ -11,6 +11,7 @@ pool stepped by the compiled CPU kernel (:mod:`~dualjax.linear.montecarlo.hostpo
 
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -31,7 +32,10 @@ DEFAULT_BLOCK = {"kernel": 512, "fast": 256, "rules": 256}
 # compile is most of a cold study's (threefry's unrolled rounds), -O1 halves it, their speed hardly
 # matters, and they give the same bits (tests compare the trials and verdicts with the XLA pool's,
 # byte-identical trials.csv checked; the general-m sampler's draws are bitwise equal at -O1 and -O3).
-HOST_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+# A level the user sets in XLA_FLAGS (the test suite runs at -O0) applies to these programs too:
+# -O0 is not bitwise equal to -O1, and the study's per-step programs run at the user's level.
+HOST_COMPILER_OPTIONS = ({} if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", "")
+                         else {"xla_backend_optimization_level": 1})
 
 
 class PoolOps(NamedTuple):
