@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -165,16 +165,20 @@ def batch_sharding(mesh: Mesh, axis: str = DATA) -> NamedSharding:
     return NamedSharding(mesh, P(axis))
 
 
-def fsdp_spec(shape: Sequence[int], num_shards: int, *, axis: str = DATA, min_size: int = 2**14) -> P:
+def fsdp_spec(shape: Sequence[int], num_shards: int, *, axis: str = DATA, min_size: int = 2**14,
+              whole_leading: int = 0) -> P:
     """Partition spec of one parameter: shard its largest axis divisible by ``num_shards``.
 
     Arrays with fewer than ``min_size`` elements, or with no divisible axis, are replicated
-    (``P()``). Ties between equally long axes go to the leading one.
+    (``P()``). Ties between equally long axes go to the leading one. The first ``whole_leading``
+    axes are never split (a stack of per-layer parameters keeps its layer axis whole, so a scan
+    over the layers does not gather every slice from every device).
     """
     shape = tuple(int(d) for d in shape)
     if num_shards <= 1 or int(np.prod(shape, dtype=np.int64)) < min_size:
         return P()
-    candidates = [(d, -i) for i, d in enumerate(shape) if d % num_shards == 0 and d >= num_shards]
+    candidates = [(d, -i) for i, d in enumerate(shape)
+                  if i >= whole_leading and d % num_shards == 0 and d >= num_shards]
     if not candidates:
         return P()
     _, neg = max(candidates)
@@ -183,16 +187,20 @@ def fsdp_spec(shape: Sequence[int], num_shards: int, *, axis: str = DATA, min_si
     return P(*spec)
 
 
-def fsdp_shardings(tree: PyTree, mesh: Mesh, *, axis: str = DATA, min_size: int = 2**14) -> PyTree:
+def fsdp_shardings(tree: PyTree, mesh: Mesh, *, axis: str = DATA, min_size: int = 2**14,
+                   whole_leading: Callable[[tuple], int] | None = None) -> PyTree:
     """A :class:`NamedSharding` for every leaf of ``tree`` by :func:`fsdp_spec` (arrays or
-    ``ShapeDtypeStruct``; scalars and small leaves replicated)."""
+    ``ShapeDtypeStruct``; scalars and small leaves replicated). ``whole_leading(path)`` (a
+    ``jax.tree_util`` key path) gives the leaf's leading axes never to split (default none)."""
     if axis not in mesh.axis_names:
         raise ValueError(f"mesh has no axis {axis!r}; its axes are {mesh.axis_names}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be a non-negative integer, got {min_size!r}")
     n = mesh.shape[axis]
-    return jax.tree_util.tree_map(
-        lambda leaf: NamedSharding(mesh, fsdp_spec(np.shape(leaf), n, axis=axis, min_size=min_size)), tree
+    return jax.tree_util.tree_map_with_path(
+        lambda path, leaf: NamedSharding(mesh, fsdp_spec(
+            np.shape(leaf), n, axis=axis, min_size=min_size,
+            whole_leading=whole_leading(path) if whole_leading else 0)), tree
     )
 
 

@@ -142,7 +142,15 @@ def test_fsdp_spec_rule_and_errors():
     assert dist.fsdp_spec((2, 16, 16, 3, 769), 8, min_size=0) == P(None, "data", None, None, None)
     assert dist.fsdp_spec((7, 9), 8, min_size=0) == P()  # nothing divisible
     assert dist.fsdp_spec((), 8, min_size=0) == P()
+    # a stack of 16 layers of (8, 8): the layer axis is the longest but kept whole when asked
+    assert dist.fsdp_spec((16, 8, 8), 8, min_size=0) == P("data", None, None)
+    assert dist.fsdp_spec((16, 8, 8), 8, min_size=0, whole_leading=1) == P(None, "data", None)
+    assert dist.fsdp_spec((16, 4, 4), 8, min_size=0, whole_leading=1) == P()  # nothing else divisible
     mesh = dist.data_mesh()
+    tree = {"blocks": {"w": jax.ShapeDtypeStruct((16, 8, 8), np.float32)}, "w": jax.ShapeDtypeStruct((16, 8, 8), np.float32)}
+    got = dist.fsdp_shardings(tree, mesh, min_size=0,
+                              whole_leading=lambda path: int(any(getattr(k, "key", None) == "blocks" for k in path)))
+    assert got["blocks"]["w"].spec == P(None, "data", None) and got["w"].spec == P("data", None, None)
     with pytest.raises(ValueError, match="'model'"):
         dist.fsdp_shardings({"w": np.zeros(4)}, mesh, axis="model")
     with pytest.raises(ValueError, match=r"\(3, 2\)"):

@@ -15,6 +15,7 @@ import numpy as np
 from dualjax import distributed as dist
 from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
+from dualjax.vjepa import vit
 from dualjax.vjepa.step import Setup, TrainState, device_batch
 
 
@@ -55,11 +56,19 @@ def make_mesh(cfg: config_lib.Config) -> jax.sharding.Mesh:
 def state_shardings(setup: Setup, mesh: jax.sharding.Mesh) -> TrainState:
     """Data parallel (``sharding="dp"``): every leaf replicated. FSDP (``"fsdp"``): leaves with at
     least ``fsdp_min_size`` elements split along their largest axis divisible by the mesh size —
-    parameters, EMA teacher and Adam moments alike (:func:`dualjax.distributed.fsdp_shardings`)."""
+    parameters, EMA teacher and Adam moments alike (:func:`dualjax.distributed.fsdp_shardings`) —
+    except the depth axis of the stacked blocks (under :data:`~dualjax.vjepa.vit.STACK_KEY`): the
+    blocks' scan takes one layer per iteration, which a split depth axis would make an all-gather
+    of that layer from every device in every iteration."""
     abstract = jax.eval_shape(setup.init)
     if setup.cfg.sharding == "fsdp":
-        return dist.fsdp_shardings(abstract, mesh, min_size=setup.cfg.fsdp_min_size)
+        return dist.fsdp_shardings(abstract, mesh, min_size=setup.cfg.fsdp_min_size, whole_leading=_depth_axes)
     return dist.replicated_shardings(abstract, mesh)
+
+
+def _depth_axes(path: tuple) -> int:
+    """1 for a leaf of stacked blocks (its leading axis is depth), else 0."""
+    return int(any(getattr(key, "key", None) == vit.STACK_KEY for key in path))
 
 
 def make_parallel(setup: Setup, mesh: jax.sharding.Mesh | None = None) -> Parallel:

@@ -26,7 +26,7 @@ import pytest
 from dualjax import checkpoint, faults
 from dualjax.vjepa import data, rundir, train, video, videolist
 from dualjax.vjepa.config import Config
-from dualjax.vjepa.parallel import make_parallel
+from dualjax.vjepa.parallel import make_mesh, make_parallel, state_shardings
 from dualjax.vjepa.step import build, device_batch
 
 # A tiny model (token grid 2×4×4) whose run compiles in seconds; EMA teacher and a warmup so that
@@ -215,6 +215,18 @@ def test_two_process_job_through_the_cli_matches_one_process(tmp_path):
         for k in ("F", "E", "d_theta", "d_psi", "grad_norm"):
             np.testing.assert_allclose(g[k], w[k], rtol=1e-5, err_msg=k)
     assert (tmp_path / "run" / rundir.CKPT_DIR / str(cfg.steps)).is_dir()
+
+
+def test_fsdp_keeps_the_depth_axis_of_stacked_blocks_whole():
+    """16 blocks 8 wide: the depth axis is the longest of a stacked LayerNorm scale (16, 8), and it
+    is left whole; other axes of the stacks and the unstacked leaves split as usual."""
+    cfg = dataclasses.replace(CFG, width=8, heads=2, depth=16, sharding="fsdp", fsdp_min_size=0, num_devices=0)
+    shardings = state_shardings(build(cfg), make_mesh(cfg))
+    leaves = jax.tree_util.tree_leaves_with_path(shardings.theta)
+    stacked = {jax.tree_util.keystr(p): s.spec for p, s in leaves if "'blocks'" in jax.tree_util.keystr(p)}
+    assert len(stacked) >= 10 and all(not spec or spec[0] is None for spec in stacked.values()), stacked
+    assert any(spec and spec[1] == "data" for spec in stacked.values())  # (16, 8): split along the width
+    assert any("data" in s.spec for p, s in leaves if "'blocks'" not in jax.tree_util.keystr(p))
 
 
 def test_bf16_compute_keeps_float32_parameters(one_device):
