@@ -131,10 +131,9 @@ def _map_blocks(tree, fn):
     """``tree`` with every ``{STACK_KEY: value}`` entry of its dicts replaced by ``fn(value)``."""
     if isinstance(tree, dict):
         return {k: fn(v) if k == STACK_KEY else _map_blocks(v, fn) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)) and not hasattr(tree, "_fields"):
-        return type(tree)(_map_blocks(v, fn) for v in tree)
-    if hasattr(tree, "_fields"):  # NamedTuple (optax states)
-        return type(tree)(*(_map_blocks(v, fn) for v in tree))
+    if isinstance(tree, (list, tuple)):  # NamedTuples (optax states) take their fields positionally
+        parts = [_map_blocks(v, fn) for v in tree]
+        return type(tree)(*parts) if hasattr(tree, "_fields") else type(tree)(parts)
     return tree
 
 
