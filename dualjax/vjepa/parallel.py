@@ -66,6 +66,14 @@ def state_shardings(setup: Setup, mesh: jax.sharding.Mesh) -> TrainState:
     return dist.replicated_shardings(abstract, mesh)
 
 
+def compiler_options(cfg: config_lib.Config, mesh: jax.sharding.Mesh) -> dict | None:
+    """XLA compiler options of ``cfg.codegen`` (:data:`~dualjax.vjepa.config.CODEGEN`) on a mesh of
+    CPU devices; ``None`` (XLA's defaults) on any other platform."""
+    if all(d.platform == "cpu" for d in mesh.devices.flat):
+        return config_lib.CODEGEN[cfg.codegen]
+    return None
+
+
 def _depth_axes(path: tuple) -> int:
     """1 for a leaf of stacked blocks (its leading axis is depth), else 0."""
     return int(any(getattr(key, "key", None) == vit.STACK_KEY for key in path))
@@ -76,9 +84,10 @@ def make_parallel(setup: Setup, mesh: jax.sharding.Mesh | None = None) -> Parall
     mesh = make_mesh(setup.cfg) if mesh is None else mesh
     sharding = state_shardings(setup, mesh)
     repl = dist.replicated(mesh)
-    init = jax.jit(setup.init, out_shardings=sharding)
-    step = jax.jit(setup.train_step, out_shardings=(sharding, repl), donate_argnums=0)
-    energy = jax.jit(setup.energy, out_shardings=repl)
+    opts = compiler_options(setup.cfg, mesh)
+    init = jax.jit(setup.init, out_shardings=sharding, compiler_options=opts)
+    step = jax.jit(setup.train_step, out_shardings=(sharding, repl), donate_argnums=0, compiler_options=opts)
+    energy = jax.jit(setup.energy, out_shardings=repl, compiler_options=opts)
     nproc, pid = jax.process_count(), jax.process_index()
 
     def put_batch(batch: dict) -> dict:

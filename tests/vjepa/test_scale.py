@@ -229,6 +229,32 @@ def test_fsdp_keeps_the_depth_axis_of_stacked_blocks_whole():
     assert any("data" in s.spec for p, s in leaves if "'blocks'" not in jax.tree_util.keystr(p))
 
 
+def test_codegen_compiles_the_same_step_with_other_xla_options(one_device, monkeypatch):
+    """``codegen="o1"``: the jitted step gets LLVM -O1 and the classic emitters on CPU, and computes
+    the step of XLA's defaults (to rounding); a bad name is refused naming it."""
+    from dualjax.vjepa.config import CODEGEN
+    from dualjax.vjepa.parallel import compiler_options
+
+    cfg, batch, state0, state1, metrics = one_device
+    setup = build(dataclasses.replace(cfg, codegen="o1", num_devices=1))
+    par = make_parallel(setup)
+    assert compiler_options(setup.cfg, par.mesh) == CODEGEN["o1"] == {
+        "xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
+    assert compiler_options(cfg, par.mesh) is None  # "xla": XLA's defaults (or XLA_FLAGS)
+    new, m = par.step(par.init(), par.put_batch(batch))
+    for k in ("F", "grad_norm", "d_theta", "d_psi", "d_xi"):
+        np.testing.assert_allclose(m[k], metrics[k], rtol=1e-5, err_msg=k)
+    _close(new, state1)
+    with pytest.raises(ValueError, match="codegen='O2'; choose one of"):
+        dataclasses.replace(cfg, codegen="O2").validate()
+    # the options reach XLA: one it does not know fails the compile of each jitted function
+    monkeypatch.setitem(CODEGEN, "o1", {"xla_no_such_option": 1})
+    par = make_parallel(setup)
+    for call in (par.init, lambda: par.step(new, par.put_batch(batch)), lambda: par.energy(new.theta, new.psi, batch)):
+        with pytest.raises(Exception, match="xla_no_such_option"):
+            call()
+
+
 def test_bf16_compute_keeps_float32_parameters(one_device):
     cfg, batch, state0, _, metrics = one_device
     setup = build(dataclasses.replace(cfg, compute_dtype="bfloat16"))
