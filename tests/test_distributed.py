@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -200,7 +201,9 @@ def test_two_process_job_over_loopback_agrees_with_one_process():
     want_state, want_losses = reference_run()
     port = _free_port()
     env = dict(os.environ)
-    env.update(XLA_FLAGS="--xla_force_host_platform_device_count=2", NPROC="4", JAX_PLATFORMS="cpu")
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "--xla_force_host_platform_device_count=2",
+                   env.get("XLA_FLAGS", "--xla_force_host_platform_device_count=2"))  # conftest's other flags kept
+    env.update(XLA_FLAGS=flags, NPROC="4", JAX_PLATFORMS="cpu")
     for var in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         env.pop(var, None)
     procs = [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -197,7 +198,9 @@ def test_two_process_job_through_the_cli_matches_one_process(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**_child_env(), "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    # 2 devices per process; conftest's other XLA flags (fast compiles) kept
+    env = {**_child_env(), "XLA_FLAGS": re.sub(r"--xla_force_host_platform_device_count=\d+",
+                                               "--xla_force_host_platform_device_count=2", os.environ["XLA_FLAGS"])}
     procs = [subprocess.Popen(
         [sys.executable, "-m", "dualjax.cli", "train", "--config", str(tmp_path / "cfg.py"), "--out",
          str(tmp_path / "run"), "--no-probe", "--no-progress", "--coordinator", f"127.0.0.1:{port}",
