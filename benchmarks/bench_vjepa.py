@@ -43,6 +43,7 @@ def bench_one(model: str, args) -> dict:
     from dualjax.configs import override
     from dualjax.vjepa import data
     from dualjax.vjepa.config import Config
+    from dualjax.vjepa.parallel import compiler_options
     from dualjax.vjepa.step import build, device_batch, xla_flops
 
     if args.cache:
@@ -59,7 +60,8 @@ def bench_one(model: str, args) -> dict:
     state = setup.init()
     it = data.train_batches(data.make_source(cfg, "train"), setup.masks, cfg.batch_size, 0, args.steps + 2)
     batches = [jax.device_put(device_batch(b)) for b in it]
-    step = jax.jit(setup.train_step, donate_argnums=0)
+    step = jax.jit(setup.train_step, donate_argnums=0,  # --set codegen=o1|o0: the trainer's options
+                   compiler_options=compiler_options(setup.cfg, jax.devices()[:1]))
     t0, c0 = time.perf_counter(), time.process_time()
     compiled = step.lower(state, batches[0]).compile()
     compile_s, compile_cpu_s = time.perf_counter() - t0, time.process_time() - c0

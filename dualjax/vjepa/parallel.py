@@ -66,10 +66,11 @@ def state_shardings(setup: Setup, mesh: jax.sharding.Mesh) -> TrainState:
     return dist.replicated_shardings(abstract, mesh)
 
 
-def compiler_options(cfg: config_lib.Config, mesh: jax.sharding.Mesh) -> dict | None:
-    """XLA compiler options of ``cfg.codegen`` (:data:`~dualjax.vjepa.config.CODEGEN`) on a mesh of
-    CPU devices; ``None`` (XLA's defaults) on any other platform."""
-    if all(d.platform == "cpu" for d in mesh.devices.flat):
+def compiler_options(cfg: config_lib.Config, devices) -> dict | None:
+    """XLA compiler options of ``cfg.codegen`` (:data:`~dualjax.vjepa.config.CODEGEN`) for
+    ``devices`` (an iterable of devices, e.g. ``mesh.devices.flat``) that are all CPUs; ``None``
+    (XLA's defaults) on any other platform."""
+    if all(d.platform == "cpu" for d in devices):
         return config_lib.CODEGEN[cfg.codegen]
     return None
 
@@ -84,7 +85,7 @@ def make_parallel(setup: Setup, mesh: jax.sharding.Mesh | None = None) -> Parall
     mesh = make_mesh(setup.cfg) if mesh is None else mesh
     sharding = state_shardings(setup, mesh)
     repl = dist.replicated(mesh)
-    opts = compiler_options(setup.cfg, mesh)
+    opts = compiler_options(setup.cfg, mesh.devices.flat)
     init = jax.jit(setup.init, out_shardings=sharding, compiler_options=opts)
     step = jax.jit(setup.train_step, out_shardings=(sharding, repl), donate_argnums=0, compiler_options=opts)
     energy = jax.jit(setup.energy, out_shardings=repl, compiler_options=opts)

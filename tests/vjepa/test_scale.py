@@ -241,9 +241,9 @@ def test_codegen_compiles_the_same_step_with_other_xla_options(one_device, monke
     cfg, batch, state0, state1, metrics = one_device
     setup = build(dataclasses.replace(cfg, codegen="o1", num_devices=1))
     par = make_parallel(setup)
-    assert compiler_options(setup.cfg, par.mesh) == CODEGEN["o1"] == {
+    assert compiler_options(setup.cfg, par.mesh.devices.flat) == CODEGEN["o1"] == {
         "xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
-    assert compiler_options(cfg, par.mesh) is None  # "xla": XLA's defaults (or XLA_FLAGS)
+    assert compiler_options(cfg, par.mesh.devices.flat) is None  # "xla": XLA's defaults (or XLA_FLAGS)
     new, m = par.step(par.init(), par.put_batch(batch))
     for k in ("F", "grad_norm", "d_theta", "d_psi", "d_xi"):
         np.testing.assert_allclose(m[k], metrics[k], rtol=1e-5, err_msg=k)
