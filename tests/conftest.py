@@ -6,7 +6,7 @@
   (``--xla_backend_optimization_level=0``) and the classic elemental emitters
   (``--xla_cpu_use_fusion_emitters=false``), added to ``XLA_FLAGS`` unless set there, and inherited
   by the commands and notebook kernels the tests start. The suite's programs are small and run a
-  few steps, so compiling is most of its time: the two flags take the suite from ~14 to ~7 minutes
+  few steps, so compiling is most of its time: the two flags take the suite from ~14 to 5–7 minutes
   on two cores. XLA's HLO passes (fusion, layout, sharding) are the same as by default; only the
   machine code differs, so results may differ from a default build in the last bits (contraction
   of multiply-adds), never in what the tests check. For the default code generation run
