@@ -162,10 +162,11 @@ class Config:
 
 
 # XLA compiler options of the jitted init / step / energy on CPU devices (``codegen``; measured on
-# the ViT-tiny benchmark step, docs/vjepa.md): "o1" is LLVM -O1 with XLA's classic elemental
-# emitters, half the compile time of XLA's defaults and a step of the same speed within noise;
-# "o0" is LLVM -O0 with them, a quarter of the compile time and a step 0.6x as fast (smoke runs,
-# debugging). The HLO program is the same, so results agree to rounding. GPUs and TPUs ignore it.
+# the ViT-tiny benchmark step on two cores, docs/vjepa.md): "o1" is LLVM -O1 with XLA's classic
+# elemental emitters, ~70 % of the compile time of XLA's defaults for a step ~5-8 % slower; "o0"
+# is LLVM -O0 with them, about a third of the compile time (5.8 s against 16-18 s) for a step about
+# half as fast (smoke runs, debugging). The HLO program is the same, so results agree to rounding.
+# Only CPU devices get these options (vjepa.parallel.compiler_options).
 CODEGEN: dict[str, dict | None] = {
     "xla": None,
     "o1": {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False},
