@@ -127,11 +127,7 @@ def decay_mask(params: PyTree) -> PyTree:
     per-block parameters along a leading depth axis, so it counts as one dimension less: a stacked
     LayerNorm scale (depth, D) is 1-D per block and not decayed, a stacked kernel (depth, D, D') is."""
 
-    def per_block_ndim(path, p):
-        stacked = any(getattr(key, "key", None) == vit.STACK_KEY for key in path)
-        return p.ndim - stacked > 1
-
-    return jax.tree_util.tree_map_with_path(per_block_ndim, params)
+    return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim - vit.is_stacked(path) > 1, params)
 
 
 def make_optimizer(cfg: config_lib.Config) -> optax.GradientTransformation:

@@ -62,7 +62,8 @@ def state_shardings(setup: Setup, mesh: jax.sharding.Mesh) -> TrainState:
     of that layer from every device in every iteration."""
     abstract = jax.eval_shape(setup.init)
     if setup.cfg.sharding == "fsdp":
-        return dist.fsdp_shardings(abstract, mesh, min_size=setup.cfg.fsdp_min_size, whole_leading=_depth_axes)
+        return dist.fsdp_shardings(abstract, mesh, min_size=setup.cfg.fsdp_min_size,
+                                   whole_leading=lambda path: int(vit.is_stacked(path)))
     return dist.replicated_shardings(abstract, mesh)
 
 
@@ -74,10 +75,6 @@ def compiler_options(cfg: config_lib.Config, devices) -> dict | None:
         return config_lib.CODEGEN[cfg.codegen]
     return None
 
-
-def _depth_axes(path: tuple) -> int:
-    """1 for a leaf of stacked blocks (its leading axis is depth), else 0."""
-    return int(any(getattr(key, "key", None) == vit.STACK_KEY for key in path))
 
 
 def make_parallel(setup: Setup, mesh: jax.sharding.Mesh | None = None) -> Parallel:

@@ -10,7 +10,7 @@ final LayerNorm): tiny 192/12/3, small 384/12/6, base 768/12/12, large 1024/24/1
 huge 1280/32/16. Width, depth and heads can be overridden for CPU-sized models.
 
 Blocks are stored **stacked** (:class:`Blocks`): one parameter per kind with a leading ``depth``
-axis (``blocks/attn/q/kernel`` is (depth, D, D)), and the forward is a ``jax.lax.scan`` over that
+axis (``blocks/layers/attn/q/kernel`` is (depth, D, D)), and the forward is a ``jax.lax.scan`` over that
 axis, so the compiled step, the optimizer, the EMA update and the clipping see one leaf per kind
 rather than one per block and compile time no longer grows with depth. The per-block parameters
 are drawn exactly as for a list of :class:`Block` (same RNG stream, same order) and stacked.
@@ -176,6 +176,12 @@ class Block(nnx.Module):
 
 
 STACK_KEY = "blocks"  # the attribute / parameter-dict key of stacked blocks (leading depth axis)
+
+
+def is_stacked(path: tuple) -> bool:
+    """Whether the leaf at ``path`` (a ``jax.tree_util`` key path) lies under :data:`STACK_KEY`, so
+    that its leading axis is the depth axis of stacked blocks."""
+    return any(getattr(key, "key", None) == STACK_KEY for key in path)
 
 
 def stack_modules(modules: list[nnx.Module]) -> nnx.Module:
