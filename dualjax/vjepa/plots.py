@@ -128,16 +128,18 @@ def plot_figure2(runs: Mapping[str, Sequence[Mapping]], path: str | Path, title:
         drawn["probe"].append(_mean_band(ax_probe, x, Y, color=color, gid=f"probe:{key}", ls="-", marker="o",
                                          ms=5, markevery=1, label=f"{label} held-out"))
         x, Y = _aligned(entries, "probe_train_top1")
+        mean = " (mean)" if len(entries) > 1 else ""
         drawn["probe"].append(_mean_band(ax_probe, x, Y, color=color, gid=f"probe_train:{key}", ls=":", lw=0.9,
-                                         marker="x", ms=4, markevery=1, band=False, label=f"{label} probe train{' (mean)' if len(entries) > 1 else ''}"))
+                                         marker="x", ms=4, markevery=1, band=False,
+                                         label=f"{label} probe train{mean}"))
     _random_init(ax_probe, runs)
     if chance is not None:
         ax_probe.axhline(chance, color="k", ls=":", lw=0.8, gid="chance", label=f"chance ({100 * chance:.3g} %)")
     _finish(ax_obj, drawn["obj"], "(a) objective: E and F", "objective value")
     _finish(ax_inc, drawn["inc"], "(b) parameter increments", "increment norm")
     _finish(ax_rel, drawn["rel"], "(c) increments per unit learning rate", "increment norm / lr")
-    top = max([float(np.max(v)) for v in drawn["probe"] if v.size] + [ln.get_ydata()[0] for ln in ax_probe.lines
-                                                                      if (ln.get_gid() or "").startswith(("random", "chance"))])
+    levels = [ln.get_ydata()[0] for ln in ax_probe.lines if (ln.get_gid() or "").startswith(("random", "chance"))]
+    top = max([float(np.max(v)) for v in drawn["probe"] if v.size] + levels, default=0.9)
     ax_probe.set_ylim(0, min(1.02, top + 0.12))
     _finish(ax_probe, [], "(d) attentive-probe top-1", "top-1 accuracy", log_ok=False)
     seeds = max(len(v) for v in runs.values())
