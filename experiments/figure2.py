@@ -37,10 +37,13 @@ def main(argv=None) -> int:
     try:
         base = override(config_lib.load(args.config), args.overrides).validate()
         seeds = None if args.seeds is None else figure2.parse_seeds(args.seeds)
+        teachers = args.teachers.split(",")
+        for teacher in teachers:  # a bad rule name stops here, before any run
+            figure2.seed_config(base, teacher, base.seed)
     except ValueError as err:
         p.error(str(err))
     seeds_text = f"{len(seeds)} seeds" if seeds and len(seeds) > 1 else f"seed {seeds[0] if seeds else base.seed}"
-    res = figure2.run(base, args.out, teachers=args.teachers.split(","), seeds=seeds,
+    res = figure2.run(base, args.out, teachers=teachers, seeds=seeds,
                       progress=not args.no_progress, overwrite=args.overwrite,
                       title=f"V-JEPA at CPU scale ({base.dataset}, {base.steps} steps, {seeds_text})")
     print(json.dumps(res["across_seeds"], indent=1))
