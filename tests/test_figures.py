@@ -158,22 +158,68 @@ def E_at(ax, name):
     return _gid(ax, f"E:{name}")[0].get_ydata()
 
 
-def test_vjepa_figure2_rule_colours_and_axis_labels(tmp_path, saved):
-    from dualjax.vjepa import plots
+def _vjepa_records(rule, seed):
+    """metrics.jsonl-like records: E = F for SG (ξ = θ), ‖Δξ‖ = ‖Δθ‖ for SG, probes every 5 steps."""
+    lr = [1e-3 * (1 + s) for s in range(21)]
+    return [{"step": s, "E": (1 + seed) / (s + 1), "F": (1 + seed) / (s + 1) * (1.0 if rule == "sg" else 0.8),
+             "d_theta": 0.1 * lr[s], "d_psi": 0.05, "d_xi": 0.1 * lr[s] * (1.0 if rule == "sg" else 0.01), "lr": lr[s],
+             **({"probe_top1": 0.3 + 0.1 * seed + s / 100, "probe_train_top1": 0.9} if s % 5 == 0 or s == 20 else {})}
+            for s in range(21)]
 
-    def records(scale):
-        return [{"step": s, "F": scale / (s + 1), "E": scale / (s + 2), "d_theta": 0.1, "d_psi": 0.05, "d_xi": 0.01,
-                 "lr": 1e-3, **({"probe_top1": 0.2 + s / 100} if s % 5 == 0 else {})} for s in range(0, 21)]
 
-    plots.plot_runs({"SG": records(1.0), "EMA": records(2.0)}, tmp_path / "figure2.png")
+@pytest.mark.parametrize("n_seeds", [1, 3])
+def test_vjepa_figure2_panels_seeds_and_legends(tmp_path, monkeypatch, saved, n_seeds):
+    """Four labelled panels, rules in their colours; SG's F (= E) and Δξ (= Δθ) drawn in another line
+    style with markers placed between the other line's; the mean over seeds as the line and the
+    min–max band around it; every legend entry an artist with data; the random-init line at the
+    step-0 probes' mean. One seed goes through plot_runs (records) and is not written: a PNG of
+    this figure takes 2 s, and the 3-seed one is written."""
+    import matplotlib.pyplot as plt
+
+    from dualjax.vjepa import plots, rundir
+
+    if n_seeds == 1:
+        monkeypatch.setattr(style, "save", lambda fig, path: saved.append(fig) or plt.close(fig) or str(path))
+        plots.plot_runs({"sg": _vjepa_records("sg", 0), "ema": _vjepa_records("ema", 0)}, tmp_path / "f.png",
+                        chance=1 / 16)
+    else:
+        runs = {rule: [rundir.series(_vjepa_records(rule, k)) for k in range(n_seeds)] for rule in ("sg", "ema")}
+        plots.plot_figure2(runs, tmp_path / "figure2.png", chance=1 / 16)
+        assert (tmp_path / "figure2.png").stat().st_size > 50_000
     (fig,) = saved
-    axes = np.array(fig.axes).reshape(3, 2)
-    for j, name in enumerate(("sg", "ema")):
-        assert all(ax.get_ylabel() for ax in axes[:, j]) and axes[2, j].get_xlabel() == "step"
-        F = axes[0, j].get_lines()[0]
-        assert F.get_label() == r"$F(\theta, \psi, \xi)$" and to_hex(F.get_color()) == style.rule_color(name)
-        assert {to_hex(ln.get_color()) for ln in axes[1, j].get_lines()} == {style.rule_color(name)}
-        assert len({ln.get_linestyle() for ln in axes[1, j].get_lines()}) == 3  # θ, ψ, ξ told apart by style
+    ax_obj, ax_inc, ax_rel, ax_probe = fig.axes
+    mean_seed = (n_seeds - 1) / 2
+    for ax in fig.axes:
+        assert ax.get_xlabel() == "step" and ax.get_ylabel()
+        handles, labels = ax.get_legend_handles_labels()
+        assert _legend_labels(ax) == labels and labels
+        assert all(len(h.get_ydata()) and np.isfinite(h.get_ydata()).all() for h in handles)
+    for name in ("sg", "ema"):
+        lines = [a for a in ax_obj.lines + ax_inc.lines + ax_rel.lines + ax_probe.lines if a.get_gid().endswith(name)]
+        assert {to_hex(a.get_color()) for a in lines} == {style.rule_color(name)} and len(lines) == 10
+        (E,) = _gid(ax_obj, f"E:{name}")
+        np.testing.assert_allclose(E.get_ydata(), (1 + mean_seed) / np.arange(1, 22))  # the mean over seeds
+        bands = _gid(ax_obj, f"E:{name}:band")
+        assert len(bands) == (n_seeds > 1)
+        if bands:  # min–max over seeds: seed 0 below, seed n−1 above
+            ys = bands[0].get_paths()[0].vertices[:, 1]
+            assert ys.min() == pytest.approx(1 / 21) and ys.max() == pytest.approx(n_seeds)
+        (rel,) = _gid(ax_rel, f"d_theta/lr:{name}")
+        np.testing.assert_allclose(rel.get_ydata(), 0.1)  # ‖Δθ‖ / lr
+    (E,), (F,) = _gid(ax_obj, "E:sg"), _gid(ax_obj, "F:sg")
+    np.testing.assert_array_equal(E.get_ydata(), F.get_ydata())
+    assert E.get_linestyle() != F.get_linestyle() and F.get_marker() == "o"
+    (th,), (xi,) = _gid(ax_inc, "d_theta:sg"), _gid(ax_inc, "d_xi:sg")
+    np.testing.assert_array_equal(th.get_ydata(), xi.get_ydata())
+    assert th.get_linestyle() != xi.get_linestyle() and th.get_marker() != xi.get_marker()
+    assert th.get_markevery()[1] == xi.get_markevery()[1] and th.get_markevery()[0] != xi.get_markevery()[0]
+    assert ax_inc.get_yscale() == "log" and ax_probe.get_yscale() == "linear"  # ‖Δψ‖ = 0.05 vs 1e-6
+    (init,) = _gid(ax_probe, "random_init")  # SG and EMA share the step-0 probe: one line
+    assert init.get_ydata()[0] == pytest.approx(0.3 + 0.1 * mean_seed)
+    assert "random init (step 0)" in init.get_label() and _gid(ax_probe, "chance")
+    (train,) = _gid(ax_probe, "probe_train:ema")
+    assert train.get_linestyle() == ":" and not _gid(ax_probe, "probe_train:ema:band")
+    assert [int(s) for s in _gid(ax_probe, "probe:sg")[0].get_xdata()] == [0, 5, 10, 15, 20]
 
 
 def test_prop47_counts_bars_match_the_counts(tmp_path, saved):

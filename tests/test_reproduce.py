@@ -164,11 +164,17 @@ def test_synthetic_verdict(study, verdict):
 
 
 def _vjepa_run(E, d_theta, probes):
+    """A figure2.json entry (rundir.series + summary) with these E, ‖Δθ‖ (lr 1e-3) and probes."""
     steps = len(E)
-    records = [{"step": t, "E": E[t], "d_theta": d_theta[t], "lr": 1e-3} for t in range(steps)]
     summary = {"steps": steps, "E_min": min(E), "E_argmin_step": int(np.argmin(E)), "E_last": E[-1],
-               "probe_top1": [(t, p) for t, p in probes]}
-    return {"records": records, "summary": summary}
+               "probe_top1": [[t, p] for t, p in probes]}
+    return {"steps": list(range(steps)), "E": E, "d_theta": d_theta, "lr": [1e-3] * steps,
+            "probe_top1": [[t, p] for t, p in probes], "random_init_top1": dict(probes).get(0), "summary": summary}
+
+
+def _fig2_measured(runs):
+    return {"preset": "tiny", "steps": 8, "runs": runs, "figure": "fig.png", "dataset": "shapes", "num_classes": 16,
+            "chance": 1 / 16, "config": {"frames": 8, "size": 32}, "across_seeds": {}}
 
 
 def test_fig2_facts_and_verdict():
@@ -178,13 +184,26 @@ def test_fig2_facts_and_verdict():
     sg = _vjepa_run(bowl, steady, [(0, 0.2), (7, 0.3)])
     ema = _vjepa_run(bowl, steady, [(0, 0.2), (7, 0.4)])
     f = fig2.facts(sg)
-    assert f["E_bottoms_early"] and f["E_min_step"] == 3 and f["increments_persist"]
+    assert f["E_bottoms_early"] and f["E_min_step"] == 3 and f["increments_persist"] and f["random_init_top1"] == 0.2
     assert not fig2.facts(_vjepa_run(bowl, vanishing, []))["increments_persist"]
     assert not fig2.facts(_vjepa_run(sorted(bowl, reverse=True), steady, []))["E_bottoms_early"]
-    measured = {"config": "tiny", "steps": 8, "runs": {"sg": sg, "ema": ema}, "figure": "fig.png"}
-    assert fig2.row(measured).verdict == "reproduced"
-    measured["runs"]["ema"] = _vjepa_run(bowl, steady, [(0, 0.2), (7, 0.25)])  # EMA no better than SG
+    measured = _fig2_measured({"sg": {"0": sg}, "ema": {"0": ema}})
+    res = fig2.row(measured)
+    assert res.verdict == "reproduced"
+    assert res.data["random_init_top1"] == {"sg": 0.2, "ema": 0.2} and res.data["probe_top1"] == {"sg": 0.3, "ema": 0.4}
+    assert res.data["per_seed"]["ema"]["0"] == {"random_init_top1": 0.2, "probe_top1": 0.4}
+    assert "random init→last 20.0→30.0 % (SG), 20.0→40.0 % (EMA); chance 6.25 %" in res.measured
+    measured["runs"]["ema"]["0"] = _vjepa_run(bowl, steady, [(0, 0.2), (7, 0.25)])  # EMA no better than SG
     assert fig2.row(measured).verdict == "partly"
+    # several seeds: the probes are averaged over seeds, each seed's E and increments must pass
+    two = _fig2_measured({"sg": {"0": sg, "1": _vjepa_run(bowl, steady, [(0, 0.3), (7, 0.1)])},
+                          "ema": {"0": ema, "1": _vjepa_run(bowl, steady, [(0, 0.3), (7, 0.3)])}})
+    res = fig2.row(two)
+    assert res.verdict == "reproduced" and res.data["probe_top1"] == pytest.approx({"sg": 0.2, "ema": 0.35})
+    assert res.data["random_init_top1"] == pytest.approx({"sg": 0.25, "ema": 0.25})
+    assert res.data["per_seed"]["sg"]["1"] == {"random_init_top1": 0.3, "probe_top1": 0.1}
+    two["runs"]["sg"]["1"] = _vjepa_run(sorted(bowl, reverse=True), steady, [(0, 0.3), (7, 0.1)])
+    assert fig2.row(two).verdict == "partly"  # one seed of SG does not bottom out early
 
 
 # ----------------------------------------------------------------------------- dualjax linear

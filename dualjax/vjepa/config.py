@@ -33,7 +33,7 @@ from dualjax.vjepa import masks
 @dataclasses.dataclass(frozen=True)
 class Config:
     # ---- data: clips of `frames` × `size` × `size` × 3
-    dataset: str = "shapes"  # shapes: built-in synthetic moving shapes (data.py) | video: video lists (video.py)
+    dataset: str = "shapes"  # a synthetic set of data.SYNTHETIC (shapes: moving shapes) | video: video lists (video.py)
     train_lists: tuple[str, ...] = ()  # dataset=video: list files of `path label` lines
     list_weights: tuple[float, ...] = ()  # () : concatenate the lists; else sampling weight per list
     heldout_lists: tuple[str, ...] = ()  # dataset=video: lists of the probe's held-out clips
@@ -45,7 +45,8 @@ class Config:
     size: int = 224
     num_train: int = 8192
     num_heldout: int = 1024
-    data_seed: int = 0
+    data_seed: int = 0  # the clips (synthetic sets) and the mask calibration
+    batch_seed: int | None = None  # the clip order and the masks of the training batches (None: data_seed)
     worker_count: int = 0  # grain worker processes (0: in-process)
     # ---- encoder (ViT) and predictor
     model: str = "small"  # tiny | small | base | large | huge
@@ -120,6 +121,11 @@ class Config:
         """Token grid (T/t, H/p, W/p)."""
         return (self.frames // self.tubelet, self.size // self.patch, self.size // self.patch)
 
+    @property
+    def train_batch_seed(self) -> int:
+        """The seed of the training batches' clip order and masks: ``batch_seed``, else ``data_seed``."""
+        return self.data_seed if self.batch_seed is None else self.batch_seed
+
     def validate(self) -> "Config":
         """Raise ValueError naming the first bad value: each field against its range
         (:data:`FIELD_CHECKS`, one entry per field), then the relations between fields."""
@@ -188,6 +194,19 @@ def _one_of(*options):
     return check
 
 
+def _dataset(value, name):
+    from dualjax.vjepa.data import dataset_names  # local: looked up at check time, so sets added later count
+
+    _one_of(*dataset_names())(value, name)
+
+
+def _or_none(check_one):
+    def check(value, name):
+        if value is not None:
+            check_one(value, name)
+    return check
+
+
 def _rule_name(value, name):
     from dualjax import rules  # local: looked up at check time, so rules registered later count
 
@@ -245,11 +264,11 @@ _UNIT, _UNIT_OPEN = _real(0, 1), _real(0, 1, open_hi=True)
 # The range of every field, one entry each (a new field adds its check here; the test suite
 # fails on a field without one). Relations between fields are checked in Config.validate.
 FIELD_CHECKS = {
-    "dataset": _one_of("shapes", "video"), "train_lists": _each(_path), "list_weights": _each(_real(0)),
+    "dataset": _dataset, "train_lists": _each(_path), "list_weights": _each(_real(0)),
     "heldout_lists": _each(_path), "frame_step": _POS, "clips_per_video": _POS,
     "decode_timeout": _RATE, "confine_paths": _bool,
     "frames": _POS, "size": _POS, "num_train": _POS, "num_heldout": _POS, "data_seed": _NONNEG,
-    "worker_count": _NONNEG,
+    "batch_seed": _or_none(_NONNEG), "worker_count": _NONNEG,
     "model": _one_of(), "width": _NONNEG, "depth": _NONNEG, "heads": _NONNEG, "mlp_ratio": _RATE,
     "tubelet": _POS, "patch": _POS, "pred_width": _POS, "pred_depth": _POS, "pred_heads": _NONNEG,
     "mask_blocks": _each(_POS), "mask_scales": _each(_real(0, 1, open_lo=True, open_hi=True)),

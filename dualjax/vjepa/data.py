@@ -1,7 +1,12 @@
-"""Data pipelines (grain): a synthetic labelled video set, training batches with masks, eval batches.
+"""Data pipelines (grain): synthetic labelled video sets, training batches with masks, eval batches.
 
-**Moving shapes** (no download). A clip shows one object moving in a straight line over a noisy,
-randomly tinted background. Label = shape × direction:
+**Datasets by name** (``Config.dataset``): the synthetic sets of :data:`SYNTHETIC`, each a source
+class and its class count (a new one is one more entry), or ``"video"``, the video lists of
+:mod:`dualjax.vjepa.video`, whose class count is one more than the largest label of its lists.
+:func:`num_classes` gives the count of a config's dataset and :func:`make_source` its source.
+
+**Moving shapes** (``"shapes"``, no download). A clip shows one object moving in a straight line
+over a noisy, randomly tinted background. Label = shape × direction:
 
     shape ∈ {square, disk, triangle, cross},  direction ∈ {right, left, down, up}   (16 classes)
 
@@ -12,7 +17,7 @@ needs space, and colour/position are nuisances. Clip i of split s is rendered fr
 
 **Training batches.** ``train_batches`` is a grain ``MapDataset`` indexed by the *step*: batch t
 holds the clips of a per-epoch shuffle (seeded) and multi-block masks drawn from
-``default_rng([seed, 1_000_003, t])``. Resuming at step t is therefore exact: start the index at t.
+``default_rng([seed, 1_000_003, t])``; the trainer's seed is ``Config.train_batch_seed``. Resuming at step t is therefore exact: start the index at t.
 Any source with ``__len__`` and ``__getitem__ -> {"clip": uint8 T×H×W×C, "label": int}`` works,
 e.g. the video lists of :mod:`dualjax.vjepa.video` (``dataset="video"``), whose per-clip
 ``"skipped"`` and ``"padded"`` counts are carried into the batch (the trainer sums them into
@@ -26,7 +31,7 @@ callable so it pickles.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 import grain
 import numpy as np
@@ -35,7 +40,7 @@ from dualjax import checks
 
 SHAPES = ("square", "disk", "triangle", "cross")
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
-NUM_CLASSES = len(SHAPES) * len(DIRECTIONS)
+SHAPES_CLASSES = len(SHAPES) * len(DIRECTIONS)
 SPLITS = {"train": 0, "heldout": 1}
 
 # ImageNet statistics, as the reference normalises its clips
@@ -65,7 +70,7 @@ def render_shapes_clip(rng: np.random.Generator, frames: int, size: int, label: 
                        ) -> tuple[np.ndarray, int]:
     """One moving-shape clip (T, S, S, 3) uint8 and its label (drawn from ``rng`` unless given)."""
     if label is None:
-        label = int(rng.integers(NUM_CLASSES))
+        label = int(rng.integers(SHAPES_CLASSES))
     shape = SHAPES[label // len(DIRECTIONS)]
     dy, dx = DIRECTIONS[label % len(DIRECTIONS)]
     r = rng.uniform(size / 8, size / 5)
@@ -117,10 +122,45 @@ class ShapesSource:
         return f"ShapesSource({self.num}, frames={self.frames}, size={self.size}, seed={self.seed}, split={self.split!r})"
 
 
+class Synthetic(NamedTuple):
+    """A synthetic dataset: ``source(num, frames=, size=, seed=, split=)`` (``split``: train | heldout)
+    returns a random-access source whose labels lie in ``[0, num_classes)``."""
+
+    source: Callable[..., Any]
+    num_classes: int
+
+
+# The synthetic datasets by name (``Config.dataset``; "video" is reserved for video lists).
+SYNTHETIC: dict[str, Synthetic] = {
+    "shapes": Synthetic(ShapesSource, SHAPES_CLASSES),
+}
+
+
+def dataset_names() -> tuple[str, ...]:
+    """The valid values of ``Config.dataset``: the synthetic sets, then ``"video"``."""
+    return (*SYNTHETIC, "video")
+
+
+def num_classes(cfg) -> int:
+    """The class count of ``cfg.dataset``: its :data:`SYNTHETIC` entry's, or for ``"video"`` one
+    more than the largest label of ``train_lists`` and ``heldout_lists`` (labels are 0, 1, …)."""
+    if cfg.dataset == "video":
+        from dualjax.vjepa import videolist
+
+        lists = (*cfg.train_lists, *cfg.heldout_lists)
+        if not lists:
+            raise ValueError("dataset='video' has no lists to read the labels from: set train_lists")
+        return 1 + max(e.label for p in lists for e in videolist.read_list(p, confine=cfg.confine_paths))
+    if cfg.dataset not in SYNTHETIC:
+        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose one of {list(dataset_names())}")
+    return SYNTHETIC[cfg.dataset].num_classes
+
+
 def make_source(cfg, split: str):
     """The configured source for ``split`` (train | heldout).
 
-    ``dataset="shapes"``: :class:`ShapesSource`. ``dataset="video"``: a
+    A synthetic ``dataset`` (:data:`SYNTHETIC`): its source over ``num_train`` / ``num_heldout``
+    clips seeded by ``data_seed``. ``dataset="video"``: a
     :class:`dualjax.vjepa.video.VideoSource` over ``train_lists`` (weighted by ``list_weights``,
     then ``num_train`` elements long) or ``heldout_lists`` (centred clips, no flip), clips of
     ``frames`` frames ``frame_step`` apart cropped to ``size``²; its elements carry ``"skipped"``.
@@ -140,10 +180,10 @@ def make_source(cfg, split: str):
         length = cfg.num_train if weights else None
         return video.VideoSource(list(lists), spec, weights=weights, seed=cfg.data_seed + (0 if train else 1),
                                  length=length, timeout=cfg.decode_timeout, confine=cfg.confine_paths)
-    if cfg.dataset != "shapes":
-        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose 'shapes' or 'video'")
+    if cfg.dataset not in SYNTHETIC:
+        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose one of {list(dataset_names())}")
     num = cfg.num_train if split == "train" else cfg.num_heldout
-    return ShapesSource(num, frames=cfg.frames, size=cfg.size, seed=cfg.data_seed, split=split)
+    return SYNTHETIC[cfg.dataset].source(num, frames=cfg.frames, size=cfg.size, seed=cfg.data_seed, split=split)
 
 
 class AddMasks:

@@ -218,7 +218,7 @@ def _videos(cfg: config_lib.Config, split: str, n: int) -> tuple[np.ndarray, np.
     synthetic video is rendered S·T frames long and cut into S clips; a video file gives its S
     segment clips (``clips_per_video`` = S)."""
     S = cfg.probe_segments
-    if cfg.dataset == "shapes":
+    if cfg.dataset in data_lib.SYNTHETIC:
         source = data_lib.make_source(dataclasses.replace(cfg, frames=cfg.frames * S), split)
         count, per = min(n, len(source)), 1
     else:
@@ -270,7 +270,7 @@ def probe(cfg: config_lib.Config, encode_fn, params: PyTree, pdata: ProbeData, b
 
     heads = cfg.probe_heads or variant(cfg.model, cfg.width, cfg.depth, cfg.heads).heads
     return train_probe(features(pdata.clips_train), pdata.y_train, features(pdata.clips_test), pdata.y_test,
-                       num_classes=data_lib.NUM_CLASSES, steps=cfg.probe_steps, batch_size=cfg.probe_batch,
+                       num_classes=data_lib.num_classes(cfg), steps=cfg.probe_steps, batch_size=cfg.probe_batch,
                        lr=cfg.probe_lr, weight_decay=cfg.probe_weight_decay, heads=heads, seed=cfg.seed,
                        train_features=train_features)
 

@@ -303,3 +303,19 @@ def summarize(records: list[dict]) -> dict:
         "d_xi_last_quarter": float(np.mean([r["d_xi"] for r in tail])),
         "probe_top1": probes,
     }
+
+
+SERIES = ("E", "F", "d_theta", "d_psi", "d_xi", "lr")  # the per-record quantities of Figure 2
+
+
+def series(records: list[dict]) -> dict:
+    """Figure-2 series of a run: ``steps`` (the logged steps), one list per :data:`SERIES` key
+    aligned with them, ``probe_top1`` / ``probe_train_top1`` as ``[[step, top1], ...]`` at the
+    probed steps, and ``random_init_top1``: the probe of step 0 (the initial encoder), None if
+    step 0 was not probed."""
+    out: dict = {"steps": [int(r["step"]) for r in records]}
+    out.update({key: [float(r[key]) for r in records] for key in SERIES})
+    for key in ("probe_top1", "probe_train_top1"):
+        out[key] = [[int(r["step"]), float(r[key])] for r in records if key in r]
+    out["random_init_top1"] = next((top1 for step, top1 in out["probe_top1"] if step == 0), None)
+    return out

@@ -122,7 +122,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
         if lead:
             writer.truncate(start - 1)  # the records of steps < start: those of the restored state
         ref = _collapse_reference(out, lead) if start else None
-        batches = data_lib.train_batches(source, setup.masks, cfg.batch_size, cfg.data_seed, cfg.steps,
+        batches = data_lib.train_batches(source, setup.masks, cfg.batch_size, cfg.train_batch_seed, cfg.steps,
                                          start_step=start, worker_count=cfg.worker_count)
         records: list[dict] = []
         bar = _progress_bar(cfg, start) if progress else None

@@ -14,9 +14,29 @@ def test_shapes_source_deterministic_split_and_labels():
     np.testing.assert_array_equal(tr[3]["clip"], data.ShapesSource(20, frames=4, size=16, seed=5)[3]["clip"])
     assert not np.array_equal(tr[3]["clip"], ho[3]["clip"])
     labels = [int(tr[i]["label"]) for i in range(20)]
-    assert all(0 <= y < data.NUM_CLASSES for y in labels) and len(set(labels)) > 5
+    assert all(0 <= y < data.SHAPES_CLASSES for y in labels) and len(set(labels)) > 5
     with pytest.raises(ValueError, match="validation"):
         data.ShapesSource(4, frames=4, size=16, split="validation")
+
+
+def test_num_classes_per_dataset(small_cfg, tmp_path):
+    """A synthetic set's count is its registry entry's (shapes: 4 shapes × 4 directions); a video
+    dataset's is one more than the largest label of its train and held-out lists."""
+    import dataclasses
+
+    from dualjax.vjepa import videolist
+
+    assert data.num_classes(small_cfg) == data.SYNTHETIC["shapes"].num_classes == 16
+    assert data.dataset_names() == (*data.SYNTHETIC, "video")
+    videolist.write_list(tmp_path / "train.txt", [("a.mp4", 0), ("b.mp4", 3)])
+    videolist.write_list(tmp_path / "held.txt", [("c.mp4", 6)])
+    video = dataclasses.replace(small_cfg, dataset="video", train_lists=(str(tmp_path / "train.txt"),))
+    assert data.num_classes(video) == 4
+    assert data.num_classes(dataclasses.replace(video, heldout_lists=(str(tmp_path / "held.txt"),))) == 7
+    with pytest.raises(ValueError, match=r"dataset='cubes'; choose one of \['shapes', .*'video'\]"):
+        dataclasses.replace(small_cfg, dataset="cubes").validate()
+    with pytest.raises(ValueError, match="dataset='cubes' is not built in"):
+        data.num_classes(dataclasses.replace(small_cfg, dataset="cubes"))
 
 
 def test_moving_shape_moves_in_its_direction():
