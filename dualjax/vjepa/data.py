@@ -31,12 +31,14 @@ callable so it pickles.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Iterator, NamedTuple
 
 import grain
 import numpy as np
 
 from dualjax import checks
+from dualjax.vjepa import tasks
 
 SHAPES = ("square", "disk", "triangle", "cross")
 DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))  # (dy, dx): right, left, down, up
@@ -133,6 +135,8 @@ class Synthetic(NamedTuple):
 # The synthetic datasets by name (``Config.dataset``; "video" is reserved for video lists).
 SYNTHETIC: dict[str, Synthetic] = {
     "shapes": Synthetic(ShapesSource, SHAPES_CLASSES),
+    # the procedural designs of issue 17 (direction of motion, 8 classes): tasks.py
+    **{name: Synthetic(functools.partial(tasks.TaskSource, name), tasks.NUM_DIRECTIONS) for name in tasks.DESIGNS},
 }
 
 
