@@ -82,6 +82,12 @@ def test_presets_load_from_the_package_and_user_files(tmp_path):
     assert dataclasses.replace(fig2, num_train=tiny.num_train, steps=tiny.steps, warmup_steps=tiny.warmup_steps,
                                probe_every=0, probe_steps=tiny.probe_steps,
                                probe_train_clips=tiny.probe_train_clips) == tiny
+    # tracking: the tiny preset on the tracking task of issue 17, probed every 100 steps
+    track = config_lib.load("tracking")
+    assert track.dataset == "tracking" and track.probe_every == 100
+    assert dataclasses.replace(track, dataset=tiny.dataset, num_train=tiny.num_train, num_heldout=tiny.num_heldout,
+                               steps=tiny.steps, warmup_steps=tiny.warmup_steps, probe_every=0,
+                               probe_train_clips=tiny.probe_train_clips) == tiny
     assert config_lib.load("default") == config_lib.Config()
     mine = tmp_path / "mine.py"
     mine.write_text("from dualjax.vjepa.presets.tiny import CONFIG as T\nimport dataclasses\n"
