@@ -95,7 +95,7 @@ for teacher, run in runs.items():
 fig_path = vplots.plot_runs({k.upper(): v["records"] for k, v in runs.items()}, out / "figure2.png",
                             title=f"tiny V-JEPA, {steps} steps")
 img = plt.imread(fig_path)
-plt.figure(figsize=(9, 10))
+plt.figure(figsize=(10, 10 * img.shape[0] / img.shape[1]))  # the figure's own aspect
 plt.imshow(img)
 plt.axis("off")
 plt.show()
