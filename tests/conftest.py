@@ -29,6 +29,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 if "xla_backend_optimization_level" not in os.environ["XLA_FLAGS"]:
@@ -77,3 +78,21 @@ def _precision(request):
 def key():
     """A fresh PRNG key per test (deterministic)."""
     return jax.random.PRNGKey(0)
+
+
+@pytest.fixture
+def repo_script():
+    """``repo_script("experiments/x.py")``: a script of the repository (not part of the package)
+    loaded as a module, so a test can call its functions."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+
+    def load(relpath: str):
+        spec = importlib.util.spec_from_file_location(Path(relpath).stem, root / relpath)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+

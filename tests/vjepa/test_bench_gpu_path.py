@@ -2,24 +2,13 @@
 CPU at the tiny config: no GPU was lent to the sessions that wrote it, so this keeps the code path
 that a GPU session will run working, and checks its FLOP accounting."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("bench_vjepa_scale", ROOT / "benchmarks" / "bench_vjepa_scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_gpu_part_dry_run_reports_clips_and_mfu(tmp_path, capsys):
-    bench = _bench()
+def test_gpu_part_dry_run_reports_clips_and_mfu(tmp_path, capsys, repo_script):
+    bench = repo_script("benchmarks/bench_vjepa_scale.py")
     out = tmp_path / "scale.json"
     rc = bench.main(["--skip-scaling", "--force-gpu-part", "--gpu-config", "tiny", "--gpu-batch", "2",
                      "--gpu-steps", "1", "--peak-tflops", "2.0", "--out", str(out)])

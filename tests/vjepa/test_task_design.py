@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-from pathlib import Path
 
 from dualjax.vjepa import config as config_lib
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _experiment():
-    spec = importlib.util.spec_from_file_location("task_design", ROOT / "experiments" / "task_design.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_task_design_measures_the_random_init_and_the_trained_probe(tmp_path):
-    exp = _experiment()
+def test_task_design_measures_the_random_init_and_the_trained_probe(tmp_path, repo_script):
+    exp = repo_script("experiments/task_design.py")
     cfg = dataclasses.replace(config_lib.load("tiny"), num_train=32, num_heldout=16, probe_train_clips=32,
                               steps=3, warmup_steps=1, batch_size=8, probe_steps=4, probe_batch=8, ckpt_every=0,
                               log_every=1, num_devices=1)
