@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         ckpt, state = rundir.restore_newest(run_dir, setup)
     else:
         state = rundir.restore_checkpoint(ckpt, setup)
-    res = probe.probe(cfg, probe.make_encode_fn(setup.model), probe.probe_params(setup, state), probe.probe_data(cfg))
+    res = probe.probe(cfg, probe.make_encode_fn(setup.model, probe.codegen_options(cfg)), probe.probe_params(setup, state), probe.probe_data(cfg))
     out = {"checkpoint": str(ckpt), "step": int(state.step), "encoder": cfg.probe_encoder,
            "probe_top1": res.top1, "probe_train_top1": res.train_top1}
     outputs.write_json(run_dir / rundir.PROBE, out, indent=1)

@@ -100,7 +100,7 @@ class Config:
     compute_dtype: str = "bfloat16"  # float32 | bfloat16 matmuls (parameters, optimizer, norms, softmax, loss: float32)
     block_unroll: int = 1  # transformer blocks per iteration of the scan over blocks (≥ depth: fully unrolled)
     remat: bool = False  # recompute each block's activations in the backward pass (less memory, one more forward)
-    codegen: str = "xla"  # CPU code generation of the step (CODEGEN): xla (XLA's defaults) | o1 | o0 (faster compiles)
+    codegen: str = "xla"  # CPU code generation of step and probe (CODEGEN): xla (defaults) | o1 | o0 (faster compiles)
     check_finite: bool = True  # stop at the first non-finite loss / gradient / parameter
     # ---- reference-recipe options (docs/vjepa.md: reference value | ours | source)
     ipe_scale: float = 1.25  # lr / wd / momentum schedules laid out over ipe_scale × steps; training stops at steps
@@ -167,7 +167,7 @@ class Config:
         return configs.from_dict(cls, json.loads(text))
 
 
-# XLA compiler options of the jitted init / step / energy on CPU devices (``codegen``; measured on
+# XLA compiler options of the jitted init / step / energy and of the probe on CPU devices (``codegen``; measured on
 # the ViT-tiny benchmark step on two cores, docs/vjepa.md): "o1" is LLVM -O1 with XLA's classic
 # elemental emitters, ~70 % of the compile time of XLA's defaults for a step ~5-8 % slower; "o0"
 # is LLVM -O0 with them, about a third of the compile time (5.8 s against 16-18 s) for a step about

@@ -17,7 +17,8 @@ needs space, and colour/position are nuisances. Clip i of split s is rendered fr
 
 **Training batches.** ``train_batches`` is a grain ``MapDataset`` indexed by the *step*: batch t
 holds the clips of a per-epoch shuffle (seeded) and multi-block masks drawn from
-``default_rng([seed, 1_000_003, t])``; the trainer's seed is ``Config.train_batch_seed``. Resuming at step t is therefore exact: start the index at t.
+``default_rng([seed, 1_000_003, t])``; the trainer's seed is ``Config.train_batch_seed``. Resuming at
+step t is therefore exact: start the index at t.
 Any source with ``__len__`` and ``__getitem__ -> {"clip": uint8 T×H×W×C, "label": int}`` works,
 e.g. the video lists of :mod:`dualjax.vjepa.video` (``dataset="video"``), whose per-clip
 ``"skipped"`` and ``"padded"`` counts are carried into the batch (the trainer sums them into

@@ -91,8 +91,11 @@ def probe_optimizer(steps: int, lr: float, weight_decay: float) -> optax.Gradien
 
 
 @functools.lru_cache(maxsize=16)
-def _probe_fns(width: int, num_classes: int, heads: int, steps: int, lr: float, weight_decay: float):
-    """Jitted (init, step, predict) of a probe; cached so probing many checkpoints compiles once."""
+def _probe_fns(width: int, num_classes: int, heads: int, steps: int, lr: float, weight_decay: float,
+               options: tuple = ()):
+    """Jitted (init, step, predict) of a probe; cached so probing many checkpoints compiles once.
+    ``options``: XLA compiler options as sorted (name, value) pairs (() : XLA's defaults)."""
+    jit = functools.partial(jax.jit, compiler_options=dict(options) or None)
     graphdef, abstract = nnx.split(nnx.eval_shape(lambda: AttentiveProbe(width, num_classes, heads=heads,
                                                                        rngs=nnx.Rngs(0))), nnx.Param)
     tx = probe_optimizer(steps, lr, weight_decay)
@@ -102,7 +105,7 @@ def _probe_fns(width: int, num_classes: int, heads: int, steps: int, lr: float, 
         nnx.replace_by_pure_dict(s, p)
         return nnx.merge(graphdef, s)(z)
 
-    @jax.jit
+    @jit
     def init(key):
         model = AttentiveProbe(width, num_classes, heads=heads, rngs=nnx.Rngs(params=key))
         params = nnx.to_pure_dict(nnx.split(model, nnx.Param)[1])
@@ -111,13 +114,13 @@ def _probe_fns(width: int, num_classes: int, heads: int, steps: int, lr: float, 
     def loss_fn(p, z, y):
         return optax.softmax_cross_entropy_with_integer_labels(apply(p, z), y).mean()
 
-    @jax.jit
+    @jit
     def step(p, o, z, y):
         loss, g = jax.value_and_grad(loss_fn)(p, z, y)
         u, o = tx.update(g, o, p)
         return optax.apply_updates(p, u), o, loss
 
-    @jax.jit
+    @jit
     def predict(p, z_BxVxNxD):
         """Class with the largest softmax output averaged over the V views."""
         B, V = z_BxVxNxD.shape[:2]
@@ -147,12 +150,14 @@ def extract_features(encode: Callable[[np.ndarray], jax.Array], batches) -> tupl
 def train_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray, *,
                 num_classes: int, steps: int = 300, batch_size: int = 64, lr: float = 1e-3,
                 weight_decay: float = 0.01, heads: int = 4, seed: int = 0,
-                train_features: Callable[[np.ndarray, int], jax.Array] | None = None) -> ProbeResult:
+                train_features: Callable[[np.ndarray, int], jax.Array] | None = None,
+                compiler_options: dict | None = None) -> ProbeResult:
     """Train an :class:`AttentiveProbe` on frozen features (N, T, D) and return held-out top-1.
 
     ``z_test`` may have a view axis, (N, V, T, D): the softmax outputs are averaged over it.
     ``train_features(indices, step)``, if given, supplies the features of each training batch
-    (e.g. the encoder on freshly augmented clips) in place of ``z_train[indices]``."""
+    (e.g. the encoder on freshly augmented clips) in place of ``z_train[indices]``.
+    ``compiler_options``: XLA options of the probe's jitted functions (None: XLA's defaults)."""
     checks.check_positive_int(steps, "probe steps")
     checks.check_positive_int(batch_size, "probe batch_size")
     checks.check_positive(lr, "probe lr")
@@ -164,7 +169,8 @@ def train_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_
     for y in (y_train, y_test):
         if y.min() < 0 or y.max() >= num_classes:
             raise ValueError(f"labels must lie in [0, {num_classes}), got range [{y.min()}, {y.max()}]")
-    init, step, predict = _probe_fns(z_train.shape[-1], num_classes, heads, steps, float(lr), float(weight_decay))
+    init, step, predict = _probe_fns(z_train.shape[-1], num_classes, heads, steps, float(lr), float(weight_decay),
+                                     tuple(sorted((compiler_options or {}).items())))
     params, opt_state = init(jax.random.PRNGKey(seed))
     features = train_features or (lambda idx, _: jnp.asarray(z_train[idx]))
 
@@ -238,12 +244,14 @@ def probe_data(cfg: config_lib.Config) -> ProbeData:
     return ProbeData(clips_tr, y_tr, np.moveaxis(views, 2, 1), y_te)
 
 
-def make_encode_fn(model: VJEPA):
-    """Frozen encoder on uint8 clips: ``(params, clips, key=None) -> tokens (B, N, D)``, jitted; with
-    ``key`` on clips augmented as the reference eval trains (:func:`dualjax.vjepa.augment.eval_train_augment`)."""
-    plain = jax.jit(lambda params, clip: model.encode(params, data_lib.normalize(clip)))
+def make_encode_fn(model: VJEPA, compiler_options: dict | None = None):
+    """Frozen encoder on uint8 clips: ``(params, clips, key=None) -> tokens (B, N, D)``, jitted (with
+    ``compiler_options``, None: XLA's defaults); with ``key`` on clips augmented as the reference
+    eval trains (:func:`dualjax.vjepa.augment.eval_train_augment`)."""
+    plain = jax.jit(lambda params, clip: model.encode(params, data_lib.normalize(clip)),
+                    compiler_options=compiler_options)
     augmented = jax.jit(lambda params, clip, key: model.encode(
-        params, augment.eval_train_augment(key, data_lib.normalize(clip))))
+        params, augment.eval_train_augment(key, data_lib.normalize(clip))), compiler_options=compiler_options)
 
     def encode(params, clip, key=None):
         return plain(params, clip) if key is None else augmented(params, clip, key)
@@ -272,7 +280,15 @@ def probe(cfg: config_lib.Config, encode_fn, params: PyTree, pdata: ProbeData, b
     return train_probe(features(pdata.clips_train), pdata.y_train, features(pdata.clips_test), pdata.y_test,
                        num_classes=data_lib.num_classes(cfg), steps=cfg.probe_steps, batch_size=cfg.probe_batch,
                        lr=cfg.probe_lr, weight_decay=cfg.probe_weight_decay, heads=heads, seed=cfg.seed,
-                       train_features=train_features)
+                       train_features=train_features, compiler_options=codegen_options(cfg))
+
+
+def codegen_options(cfg: config_lib.Config) -> dict | None:
+    """The probe's XLA options: ``cfg.codegen`` on a CPU host, as the trainer's step
+    (:func:`dualjax.vjepa.parallel.compiler_options` over the local devices)."""
+    from dualjax.vjepa.parallel import compiler_options  # local: parallel pulls in the whole step
+
+    return compiler_options(cfg, jax.local_devices())
 
 
 def probe_params(setup: Setup, state: TrainState) -> PyTree:

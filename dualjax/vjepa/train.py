@@ -101,7 +101,7 @@ def train(cfg: config_lib.Config, out_dir: str | Path, *, progress: bool = True,
     par = make_parallel(setup, mesh)
     source = data_lib.make_source(cfg, "train")
     source[0]  # noqa: B018 - a list without a readable video fails here, before the run directory is touched
-    encode_fn = probe_lib.make_encode_fn(setup.model)
+    encode_fn = probe_lib.make_encode_fn(setup.model, probe_lib.codegen_options(cfg))
     pdata = probe_lib.probe_data(cfg) if probes else None
     probe_at = set(probe_lib.probe_schedule(cfg)) if probes else set()
     ckpt_at = {cfg.steps} | (set(range(cfg.ckpt_every, cfg.steps, cfg.ckpt_every)) if cfg.ckpt_every else set())

@@ -30,6 +30,23 @@ def test_probe_learns_separable_toy_task_and_not_noise():
     assert noise.top1 < 0.5, noise
 
 
+def test_probe_compiles_with_the_configs_codegen():
+    """``codegen`` reaches the probe's jitted functions (CPU): o1 trains the same probe as XLA's
+    defaults (to rounding), and an option XLA does not know fails its compile."""
+    from dualjax.vjepa.probe import codegen_options
+
+    assert codegen_options(dataclasses.replace(config_lib.load("tiny"), codegen="o1")) == config_lib.CODEGEN["o1"]
+    assert codegen_options(config_lib.load("tiny")) is None
+    rng = np.random.default_rng(1)
+    (z_tr, y_tr), (z_te, y_te) = _toy(64, rng), _toy(32, rng)
+    kw = dict(num_classes=3, steps=5, batch_size=16, lr=1e-2, heads=2)
+    ref = train_probe(z_tr, y_tr, z_te, y_te, **kw)
+    o1 = train_probe(z_tr, y_tr, z_te, y_te, compiler_options=config_lib.CODEGEN["o1"], **kw)
+    assert o1.top1 == ref.top1 and abs(o1.final_loss - ref.final_loss) < 1e-5 * max(1.0, abs(ref.final_loss))
+    with pytest.raises(Exception, match="xla_no_such_option"):
+        train_probe(z_tr, y_tr, z_te, y_te, compiler_options={"xla_no_such_option": 1}, **kw)
+
+
 def test_probe_rejects_bad_labels():
     z = np.zeros((8, 2, 4), np.float32)
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
