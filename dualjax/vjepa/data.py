@@ -146,6 +146,13 @@ def dataset_names() -> tuple[str, ...]:
     return (*SYNTHETIC, "video")
 
 
+def _synthetic(cfg) -> Synthetic:
+    """The :data:`SYNTHETIC` entry of ``cfg.dataset`` (ValueError naming it if there is none)."""
+    if cfg.dataset not in SYNTHETIC:
+        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose one of {list(dataset_names())}")
+    return SYNTHETIC[cfg.dataset]
+
+
 def num_classes(cfg) -> int:
     """The class count of ``cfg.dataset``: its :data:`SYNTHETIC` entry's, or for ``"video"`` one
     more than the largest label of ``train_lists`` and ``heldout_lists`` (labels are 0, 1, …)."""
@@ -156,9 +163,7 @@ def num_classes(cfg) -> int:
         if not lists:
             raise ValueError("dataset='video' has no lists to read the labels from: set train_lists")
         return 1 + max(e.label for p in lists for e in videolist.read_list(p, confine=cfg.confine_paths))
-    if cfg.dataset not in SYNTHETIC:
-        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose one of {list(dataset_names())}")
-    return SYNTHETIC[cfg.dataset].num_classes
+    return _synthetic(cfg).num_classes
 
 
 def make_source(cfg, split: str):
@@ -185,10 +190,8 @@ def make_source(cfg, split: str):
         length = cfg.num_train if weights else None
         return video.VideoSource(list(lists), spec, weights=weights, seed=cfg.data_seed + (0 if train else 1),
                                  length=length, timeout=cfg.decode_timeout, confine=cfg.confine_paths)
-    if cfg.dataset not in SYNTHETIC:
-        raise ValueError(f"dataset={cfg.dataset!r} is not built in; choose one of {list(dataset_names())}")
     num = cfg.num_train if split == "train" else cfg.num_heldout
-    return SYNTHETIC[cfg.dataset].source(num, frames=cfg.frames, size=cfg.size, seed=cfg.data_seed, split=split)
+    return _synthetic(cfg).source(num, frames=cfg.frames, size=cfg.size, seed=cfg.data_seed, split=split)
 
 
 class AddMasks:
