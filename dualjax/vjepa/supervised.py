@@ -34,9 +34,9 @@ from dualjax import checks
 from dualjax.typing import PyTree
 from dualjax.vjepa import config as config_lib
 from dualjax.vjepa import data as data_lib
-from dualjax.vjepa import optim
+from dualjax.vjepa import optim, vit
 
-LN_EPS = 1e-6
+LN_EPS = vit.LN_EPS  # the head's LayerNorm: the encoder's (vit.layer_norm)
 
 
 class Head(NamedTuple):
@@ -65,16 +65,18 @@ def init_head(key: jax.Array, width: int, classes: int) -> Head:
 
 def head_logits(head: Head, tokens: jax.Array) -> jax.Array:
     """(B, N, D) tokens -> (B, K) logits: W · LN(mean_n tokens_n) + b."""
-    z = tokens.mean(axis=1)
-    z = (z - z.mean(-1, keepdims=True)) / jnp.sqrt(z.var(-1, keepdims=True) + LN_EPS)
-    return (z * head.scale + head.offset) @ head.W + head.b
+    return (vit.layer_norm(tokens.mean(axis=1), LN_EPS) * head.scale + head.offset) @ head.W + head.b
+
+
+def logits(model, params: tuple[PyTree, Head], clips: jax.Array) -> jax.Array:
+    """(B, K) logits of uint8 ``clips`` (B, T, H, W, C) under (θ, head)."""
+    theta, head = params
+    return head_logits(head, model.encode(theta, data_lib.normalize(clips)))
 
 
 def loss_fn(model, params: tuple[PyTree, Head], clips: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy of ``labels`` (B,) under the logits of uint8 ``clips`` (B, T, H, W, C)."""
-    theta, head = params
-    logits = head_logits(head, model.encode(theta, data_lib.normalize(clips)))
-    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits(model, params, clips), labels).mean()
 
 
 def make_optimizer(steps: int, lr: float) -> optax.GradientTransformation:
@@ -108,8 +110,7 @@ def train(cfg: config_lib.Config, model, steps: int, *, batch: int = 32, lr: flo
     checks.check_positive_int(batch, "batch")
     checks.check_positive_int(clips, "clips")
     checks.check_positive_int(eval_every, "eval_every")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    checks.check_positive(lr, "lr")
     t0 = time.perf_counter()
     x, y = labelled_clips(cfg, clips)
     classes = data_lib.num_classes(cfg)
@@ -124,8 +125,7 @@ def train(cfg: config_lib.Config, model, steps: int, *, batch: int = 32, lr: flo
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    predict = jax.jit(lambda params, clip: head_logits(params[1], model.encode(params[0], data_lib.normalize(clip)))
-                      .argmax(-1))
+    predict = jax.jit(lambda params, clip: logits(model, params, clip).argmax(-1))
 
     def accuracy(params) -> float:
         if eval_clips is None:
